@@ -1,0 +1,70 @@
+"""One YAML file -> one frozen ``UnisemConfig``; see ``schema`` for the sections and ``loader`` for the checks."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from unisem.config.loader import ConfigError, build, parse_override, read_yaml, set_dotted, to_dict, to_json
+from unisem.config.schema import (
+    DataConfig,
+    DemoConfig,
+    EvaluationConfig,
+    ModelConfig,
+    OrchestrationConfig,
+    QualityConfig,
+    QuantizerConfig,
+    RegistryConfig,
+    TextConfig,
+    TrainingConfig,
+    UnisemConfig,
+)
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> UnisemConfig:
+    """Read ``path`` (default: the built-in defaults) and apply ``key=value`` overrides in order."""
+    tree: dict[str, Any] = read_yaml(path) if path else {}
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(tree, key, value)
+    return build(UnisemConfig, tree)
+
+
+def config_from_dict(tree: dict[str, Any]) -> UnisemConfig:
+    return build(UnisemConfig, tree)
+
+
+def replace_in(config: UnisemConfig, **sections: dict[str, Any]) -> UnisemConfig:
+    """A copy of ``config`` with some fields of some sections changed, re-validated.
+
+    ``replace_in(cfg, training={"lr": 0.01})`` - used by benchmarks and tests to derive variants.
+    """
+    tree = to_dict(config)
+    for section, values in sections.items():
+        if section not in tree:
+            raise ConfigError(f"unknown section {section}")
+        tree[section].update(values)
+    return build(UnisemConfig, tree)
+
+
+__all__ = [
+    "ConfigError",
+    "DEFAULT_CONFIG_PATH",
+    "DataConfig",
+    "DemoConfig",
+    "EvaluationConfig",
+    "ModelConfig",
+    "OrchestrationConfig",
+    "QualityConfig",
+    "QuantizerConfig",
+    "RegistryConfig",
+    "TextConfig",
+    "TrainingConfig",
+    "UnisemConfig",
+    "config_from_dict",
+    "load_config",
+    "replace_in",
+    "to_dict",
+    "to_json",
+]

@@ -1,0 +1,161 @@
+"""The configuration sections, one frozen dataclass each.
+
+Defaults here equal ``configs/default.yaml`` so that a partial YAML file is always complete. Allowed values
+and ranges sit in each field's metadata; ``unisem.config.loader`` enforces them with the dotted key in the
+message. Add a setting by adding a field (with metadata) to its section and a line to the default YAML.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+def _f(default, **meta):
+    """A field with a default and validation metadata (choices / min / max)."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use a tuple for sequence defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    items: int = _f(2000, min=10)
+    users: int = _f(1000, min=10)
+    seed: int = _f(7, min=0)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # Empty paths mean "the demo data under UNISEM_HOME", generated on first use.
+    catalog: str = ""
+    interactions: str = ""
+    # What to do with interactions that name an item absent from the catalog.
+    unknown_items: Literal["drop", "fail"] = "drop"
+    max_seq_len: int = _f(50, min=2, max=4096)
+    # Share of catalog items held out of training entirely, for the cold-start slice.
+    cold_item_share: float = _f(0.0, min=0.0, max=0.5)
+    # Users with fewer interactions cannot be split leave-one-out (train + valid + test).
+    min_user_interactions: int = _f(3, min=3)
+    seed: int = _f(13, min=0)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    # Python format string over catalog fields; empty parts and their separators are dropped.
+    template: str = "{title};{price};{brand};{categories}"
+    # "all-MiniLM-L6-v2" is the packaged, offline model; anything else is a local sentence-transformers path.
+    encoder: str = "all-MiniLM-L6-v2"
+    batch_size: int = _f(256, min=1)
+    device: str = "cpu"
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    levels: int = _f(3, min=1, max=8)
+    codebook_size: int = _f(256, min=2)
+    code_dim: int = _f(64, min=2)
+    # hybrid = cosine for levels 1..L-1 and Euclidean for the last; cosine / euclidean = every level alike.
+    distance: Literal["hybrid", "cosine", "euclidean"] = "hybrid"
+    encoder_hidden: tuple[int, ...] = _f((512, 256), min=1)
+    codebook_update: Literal["ema", "gradient"] = "ema"
+    ema_decay: float = _f(0.8, min=0.0, max=0.9999)
+    commitment_beta: float = _f(0.25, min=0.0)
+    kmeans_init: bool = True
+    kmeans_iters: int = _f(20, min=1)
+    # A codeword chosen fewer times than this (EMA count) is replaced by a random encoder output.
+    dead_code_threshold: float = _f(1.0, min=0.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    variant: Literal["unified", "id-only", "semantic-only"] = "unified"
+    id_dim: int = _f(8, min=1)
+    # Width of the ID embedding in the id-only variant (SASRec).
+    id_only_dim: int = _f(64, min=2)
+    num_blocks: int = _f(2, min=1)
+    num_heads: int = _f(2, min=1)
+    ffn_dim: int = _f(256, min=1)
+    dropout: float = _f(0.5, min=0.0, max=0.95)
+    # Probability of replacing an item's ID part by the shared "unknown" vector during training (cold start).
+    id_dropout: float = _f(0.0, min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    loss: Literal["bce", "ce"] = "ce"
+    lr: float = _f(1e-3, min=0.0)
+    weight_decay: float = _f(0.0, min=0.0)
+    batch_size: int = _f(256, min=1)
+    max_epochs: int = _f(200, min=1)
+    patience: int = _f(10, min=1)
+    lambda_rq: float = _f(1.0, min=0.0)
+    lambda_text: float = _f(1.0, min=0.0)
+    seed: int = _f(42, min=0)
+    # The validation metric that picks the best checkpoint and stops early.
+    early_stopping_metric: str = "NDCG@10"
+    show_progress: bool = True
+    # Ray Train (see unisem.train): workers, GPU use and CPUs per worker.
+    num_workers: int = _f(1, min=0)
+    use_gpu: bool = False
+    cpus_per_worker: int = _f(1, min=1)
+    max_failures: int = _f(2, min=0)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    ks: tuple[int, ...] = _f((1, 5, 10, 20), min=1)
+    sampled_negatives: int = _f(99, min=1)
+    seed: int = _f(2024, min=0)
+    # Popularity slices: the most popular items making up head_share of interactions are "head", the least
+    # popular making up tail_share are "tail", the rest "torso".
+    head_share: float = _f(0.5, min=0.0, max=1.0)
+    tail_share: float = _f(0.2, min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Gate thresholds; each check's severity decides whether a miss warns or fails the run."""
+
+    min_title_share: float = _f(0.95, min=0.0, max=1.0)
+    max_duplicate_title_share: float = _f(0.05, min=0.0, max=1.0)
+    max_html_share: float = _f(0.2, min=0.0, max=1.0)
+    min_item_interactions: int = _f(5, min=0)
+    max_top1pct_share: float = _f(0.5, min=0.0, max=1.0)
+    max_unknown_item_share: float = _f(0.01, min=0.0, max=1.0)
+    max_popularity_kl: float = _f(0.5, min=0.0)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str = "unisem"
+    # Empty: SQLite under UNISEM_HOME (or MLFLOW_TRACKING_URI when set).
+    tracking_uri: str = ""
+    experiment: str = "unisem"
+    # "<protocol>/<metric>" on the test split, e.g. full/NDCG@10.
+    promotion_metric: str = "full/NDCG@10"
+    min_improvement: float = _f(0.0, min=0.0)
+
+
+@dataclass(frozen=True)
+class OrchestrationConfig:
+    schedule: str = "@daily"
+    spark_master: str = "local[*]"
+    # Empty: a local Ray instance; otherwise a cluster address (also RAY_ADDRESS).
+    ray_address: str = ""
+    retries: int = _f(2, min=0)
+    retry_delay_minutes: float = _f(5.0, min=0.0)
+
+
+@dataclass(frozen=True)
+class UnisemConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)

@@ -1,0 +1,132 @@
+"""The data contract: what a catalog and an interaction log look like on disk (Parquet) once imported.
+
+Every importer produces exactly these schemas and every later stage (quality gate, features) reads them,
+so formats from the outside world are dealt with once, at the edge.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+CATALOG_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("brand", pa.string()),
+        pa.field("categories", pa.list_(pa.string())),
+        pa.field("price", pa.float64()),
+        # A ready-made item text; when present and non-empty it takes precedence over the template.
+        pa.field("text", pa.string()),
+    ]
+)
+
+# Order comes from ``timestamp`` when present, otherwise from ``position`` (per user, ascending).
+INTERACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+        pa.field("position", pa.int64()),
+    ]
+)
+
+CATALOG_FILE = "catalog.parquet"
+INTERACTIONS_FILE = "interactions.parquet"
+
+
+class DataContractError(ValueError):
+    """Input that does not fit the data contract; the message names the file, row and field."""
+
+
+def _require_columns(table: pa.Table, schema: pa.Schema, source: str, required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise DataContractError(
+            f"{source}: missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+            f" (found: {', '.join(table.column_names) or 'none'})"
+        )
+
+
+def _first_null_row(column: pa.ChunkedArray) -> int | None:
+    if column.null_count == 0:
+        return None
+    return int(pc.index(pc.is_null(column), True).as_py())
+
+
+def conform_catalog(table: pa.Table, source: str) -> pa.Table:
+    """Cast ``table`` to ``CATALOG_SCHEMA`` (absent optional columns become nulls) and check its keys."""
+    _require_columns(table, CATALOG_SCHEMA, source, ("item_id",))
+    if table.num_rows == 0:
+        raise DataContractError(f"{source}: the catalog is empty")
+    columns = []
+    for f in CATALOG_SCHEMA:
+        if f.name in table.column_names:
+            try:
+                columns.append(table[f.name].cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise DataContractError(f"{source}: field {f.name}: cannot read as {f.type}: {exc}") from exc
+        else:
+            columns.append(pa.nulls(table.num_rows, f.type))
+    out = pa.Table.from_arrays(columns, schema=CATALOG_SCHEMA.with_field(0, pa.field("item_id", pa.string())))
+    row = _first_null_row(out["item_id"])
+    if row is not None:
+        raise DataContractError(f"{source}: row {row}: field item_id is empty")
+    counts = pc.value_counts(out["item_id"])
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        first = dup[0]["values"].as_py()
+        row = int(pc.index(out["item_id"], first).as_py())
+        raise DataContractError(
+            f"{source}: row {row}: field item_id: duplicated id {first!r} ({len(dup)} duplicated ids in all)"
+        )
+    return out.cast(CATALOG_SCHEMA)
+
+
+def conform_interactions(table: pa.Table, source: str) -> pa.Table:
+    """Cast ``table`` to ``INTERACTIONS_SCHEMA``; it needs an order column (timestamp or position)."""
+    _require_columns(table, INTERACTIONS_SCHEMA, source, ("user_id", "item_id"))
+    if "timestamp" not in table.column_names and "position" not in table.column_names:
+        raise DataContractError(f"{source}: needs a timestamp or a position column to order each user's events")
+    if table.num_rows == 0:
+        raise DataContractError(f"{source}: there are no interactions")
+    columns = []
+    for f in INTERACTIONS_SCHEMA:
+        if f.name in table.column_names:
+            try:
+                columns.append(table[f.name].cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise DataContractError(f"{source}: field {f.name}: cannot read as {f.type}: {exc}") from exc
+        else:
+            columns.append(pa.nulls(table.num_rows, f.type))
+    out = pa.Table.from_arrays(columns, names=INTERACTIONS_SCHEMA.names)
+    for name in ("user_id", "item_id"):
+        row = _first_null_row(out[name])
+        if row is not None:
+            raise DataContractError(f"{source}: row {row}: field {name} is empty")
+    order = "timestamp" if "timestamp" in table.column_names else "position"
+    row = _first_null_row(out[order])
+    if row is not None:
+        raise DataContractError(f"{source}: row {row}: field {order} is empty")
+    return out.cast(INTERACTIONS_SCHEMA)
+
+
+def read_catalog(path: str | Path) -> pa.Table:
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataContractError(f"{path}: cannot read the catalog as Parquet: {exc}") from exc
+    return conform_catalog(table, str(path))
+
+
+def read_interactions(path: str | Path) -> pa.Table:
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataContractError(f"{path}: cannot read the interactions as Parquet: {exc}") from exc
+    return conform_interactions(table, str(path))
