@@ -20,6 +20,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "unisem.cli.quality",
     "unisem.cli.features",
     "unisem.cli.train",
+    "unisem.cli.evaluate",
     "unisem.cli.registry",
     "unisem.cli.pipeline",
     "unisem.cli.config",
