@@ -180,3 +180,30 @@ def sequences_from_lists(
         test_items=np.asarray(test, dtype=np.int64),
         cold_items=np.asarray(sorted(cold), dtype=np.int64),
     )
+
+
+def pad_left(sequences: list[np.ndarray] | tuple[np.ndarray, ...], max_len: int) -> np.ndarray:
+    """Stack sequences into an int64 [B, max_len] array, keeping the last ``max_len`` items, zeros in front.
+
+    Left padding puts every user's latest item in the last column, which is where the causal model reads
+    the user state from.
+    """
+    out = np.zeros((len(sequences), max_len), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        tail = np.asarray(seq, dtype=np.int64)[-max_len:]
+        if len(tail):
+            out[row, max_len - len(tail) :] = tail
+    return out
+
+
+def split_inputs(data: SequenceDataset, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Model inputs and targets of one leave-one-out split.
+
+    ``valid``: the training history predicts the second-to-last item; ``test``: history plus that item
+    predicts the last one.
+    """
+    if split == "valid":
+        return list(data.histories), data.valid_items
+    if split == "test":
+        return [np.append(h, v) for h, v in zip(data.histories, data.valid_items)], data.test_items
+    raise ValueError(f"split must be 'valid' or 'test', not {split!r}")
