@@ -71,7 +71,7 @@ def conform_catalog(table: pa.Table, source: str) -> pa.Table:
                 raise DataContractError(f"{source}: field {f.name}: cannot read as {f.type}: {exc}") from exc
         else:
             columns.append(pa.nulls(table.num_rows, f.type))
-    out = pa.Table.from_arrays(columns, schema=CATALOG_SCHEMA.with_field(0, pa.field("item_id", pa.string())))
+    out = pa.Table.from_arrays(columns, schema=CATALOG_SCHEMA.set(0, pa.field("item_id", pa.string())))
     row = _first_null_row(out["item_id"])
     if row is not None:
         raise DataContractError(f"{source}: row {row}: field item_id is empty")
