@@ -72,3 +72,13 @@ class RunLayout:
     def registry(self) -> Path:
         """registration.json and promotion.json (unisem.registry)."""
         return self.root / "registry"
+
+    @property
+    def pipeline(self) -> Path:
+        """One JSON record per finished (or failed) pipeline stage of this run (unisem.pipeline)."""
+        return self.root / "pipeline"
+
+    @property
+    def report(self) -> Path:
+        """The run summary: summary.json, summary.md, summary.html (unisem.pipeline)."""
+        return self.root / "report"
