@@ -6,7 +6,7 @@ message. Add a setting by adding a field (with metadata) to its section and a li
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 
@@ -116,15 +116,60 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """Gate thresholds; each check's severity decides whether a miss warns or fails the run."""
+    """Gate thresholds (unisem.quality). Each check is a pair ``[warn, fail]``.
 
-    min_title_share: float = _f(0.95, min=0.0, max=1.0)
-    max_duplicate_title_share: float = _f(0.05, min=0.0, max=1.0)
-    max_html_share: float = _f(0.2, min=0.0, max=1.0)
+    ``max_*`` checks trip when the observed value rises above a level, ``min_*`` checks when it falls below;
+    crossing the first level warns, crossing the second fails the run. Equal levels make a fail-only check;
+    a fail level that cannot be crossed (a share of 1.0, a minimum of 0) makes a warn-only one. Shares are
+    fractions in [0, 1]. Drift checks compare with the last accepted run (``<UNISEM_HOME>/quality/baseline.json``).
+    """
+
+    # Catalog text quality.
+    max_missing_item_id_share: tuple[float, ...] = _f((0.0, 0.0), min=0.0, max=1.0)
+    max_duplicate_item_id_share: tuple[float, ...] = _f((0.0, 0.0), min=0.0, max=1.0)
+    min_title_share: tuple[float, ...] = _f((1.0, 0.95), min=0.0, max=1.0)
+    min_median_title_length: tuple[float, ...] = _f((10.0, 3.0), min=0.0)
+    max_html_share: tuple[float, ...] = _f((0.01, 0.2), min=0.0, max=1.0)
+    max_control_char_share: tuple[float, ...] = _f((0.0, 0.05), min=0.0, max=1.0)
+    max_mojibake_share: tuple[float, ...] = _f((0.0, 0.05), min=0.0, max=1.0)
+    max_duplicate_title_share: tuple[float, ...] = _f((0.05, 0.3), min=0.0, max=1.0)
+    max_normalized_duplicate_title_share: tuple[float, ...] = _f((0.1, 0.4), min=0.0, max=1.0)
+    # Items whose built text (text.template) has fewer than min_text_chars characters.
+    max_empty_text_share: tuple[float, ...] = _f((0.0, 0.05), min=0.0, max=1.0)
+    min_text_chars: int = _f(8, min=1)
+    min_brand_share: tuple[float, ...] = _f((0.5, 0.0), min=0.0, max=1.0)
+    min_category_share: tuple[float, ...] = _f((0.5, 0.0), min=0.0, max=1.0)
+    # Prices that are negative or above max_price, among items with a price.
+    max_invalid_price_share: tuple[float, ...] = _f((0.0, 0.05), min=0.0, max=1.0)
+    max_price: float = _f(100000.0, min=0.0)
+    # Item-ID frequency distribution (interactions).
+    max_unknown_item_share: tuple[float, ...] = _f((0.0, 0.01), min=0.0, max=1.0)
+    max_duplicate_event_share: tuple[float, ...] = _f((0.0, 0.05), min=0.0, max=1.0)
+    max_top1pct_share: tuple[float, ...] = _f((0.3, 0.5), min=0.0, max=1.0)
+    max_gini: tuple[float, ...] = _f((0.9, 0.99), min=0.0, max=1.0)
+    # Catalog items with fewer than min_item_interactions interactions.
+    max_items_below_min_share: tuple[float, ...] = _f((0.5, 1.0), min=0.0, max=1.0)
     min_item_interactions: int = _f(5, min=0)
-    max_top1pct_share: float = _f(0.5, min=0.0, max=1.0)
-    max_unknown_item_share: float = _f(0.01, min=0.0, max=1.0)
-    max_popularity_kl: float = _f(0.5, min=0.0)
+    # Users with fewer than data.min_user_interactions events (the feature job drops them).
+    max_short_user_share: tuple[float, ...] = _f((0.2, 1.0), min=0.0, max=1.0)
+    # Drift against the last accepted run: KL(now || then) of the share of items per log2 popularity bucket,
+    # relative catalog shrinkage, and relative change of the user count (either way).
+    max_popularity_kl: tuple[float, ...] = _f((0.2, 0.5), min=0.0)
+    max_catalog_shrinkage: tuple[float, ...] = _f((0.1, 0.5), min=0.0, max=1.0)
+    max_user_count_change: tuple[float, ...] = _f((0.5, 0.9), min=0.0)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not f.name.startswith(("min_", "max_")) or not isinstance(getattr(self, f.name), tuple):
+                continue
+            levels = getattr(self, f.name)
+            if len(levels) != 2:
+                raise ValueError(f"{f.name}: expected two levels [warn, fail], got {list(levels)}")
+            warn, fail = levels
+            if f.name.startswith("max_") and warn > fail:
+                raise ValueError(f"{f.name}: the warn level {warn} must not be above the fail level {fail}")
+            if f.name.startswith("min_") and warn < fail:
+                raise ValueError(f"{f.name}: the warn level {warn} must not be below the fail level {fail}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""The one place a Spark session is built, so every job and test runs Spark the same way.
+
+Defaults suit the shared development machine (2 cores, 24 GB shared by several people): a modest driver heap,
+few shuffle partitions (the default 200 mostly schedules empty tasks locally), no UI, quiet logs and UTC so
+timestamps read the same everywhere. On a cluster the master comes from the caller, ``SPARK_MASTER`` or
+``spark-submit --master``; the same code runs unchanged.
+"""
+from __future__ import annotations
+
+import os
+
+# Environment overrides for the settings that only matter at scale; the defaults fit a laptop-class machine.
+DRIVER_MEMORY_ENV = "UNISEM_SPARK_DRIVER_MEMORY"
+SHUFFLE_PARTITIONS_ENV = "UNISEM_SPARK_SHUFFLE_PARTITIONS"
+DEFAULT_DRIVER_MEMORY = "3g"
+DEFAULT_SHUFFLE_PARTITIONS = 8
+
+
+def resolve_master(master: str | None = None, configured: str = "local[*]") -> str | None:
+    """The master to use: the argument, else ``SPARK_MASTER``, else the configured one.
+
+    Returns None under ``spark-submit`` when nothing was passed explicitly, so its ``--master`` stands.
+    """
+    if master:
+        return master
+    if os.environ.get("SPARK_MASTER"):
+        return os.environ["SPARK_MASTER"]
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):  # launched by spark-submit: the JVM already knows its master
+        return None
+    return configured or "local[*]"
+
+
+def spark_session(master: str | None = None, app: str = "unisem"):
+    """Get (or create) the process's Spark session with unisem's settings.
+
+    Spark allows one session per process; a second call returns the first one (its master is kept).
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app)
+    resolved = resolve_master(master)
+    if resolved:
+        builder = builder.master(resolved)
+    builder = (
+        builder.config("spark.driver.memory", os.environ.get(DRIVER_MEMORY_ENV, DEFAULT_DRIVER_MEMORY))
+        .config(
+            "spark.sql.shuffle.partitions",
+            os.environ.get(SHUFFLE_PARTITIONS_ENV, str(DEFAULT_SHUFFLE_PARTITIONS)),
+        )
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.adaptive.enabled", "true")
+        # Arrays of structs are sorted and sliced per user; keep the JVM from warning about wide plans.
+        .config("spark.sql.debug.maxToStringFields", "200")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
+    )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
