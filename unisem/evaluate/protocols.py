@@ -1,0 +1,299 @@
+"""The two evaluation protocols - full ranking and sampled negatives - over a leave-one-out split.
+
+Both turn a model's scores into one 0-based rank per user (how many candidates beat the target) and then
+into metrics with ``unisem.evaluate.metrics``. Their names are part of every metric key ("full/NDCG@10",
+"sampled-99/NDCG@10") so that the honest figure and the paper's figure can never be confused.
+
+Choices, fixed here once for every model:
+
+- **full** ranks the target against every catalog item. Excluded: column 0 (padding) and the items of the
+  user's input sequence (already consumed; production never re-recommends them), but never the target
+  itself, even when the user had interacted with it before. The test split's input includes the validation
+  item, so that one is excluded too; the future (the test item when validating) is not, since the model
+  cannot know it.
+- **sampled-N** ranks the target against N negatives drawn uniformly, without replacement, from the items the
+  user never touched (history, validation and test items). They are drawn once per dataset from
+  ``EvaluationConfig.seed`` - identical across models, runs, epochs, batch sizes and both splits. A user with
+  fewer than N untouched items is ranked against all of them (tiny catalogs only; a warning says so).
+- **ties are pessimistic**: a candidate scoring the same as the target counts as ranked above it, so a model
+  cannot gain by giving many items the same score (a constant scorer gets the worst rank, not the best).
+  A NaN score counts as minus infinity; a NaN target score therefore gets the worst rank.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+import weakref
+from typing import Any, Callable, Iterable, NamedTuple
+
+import numpy as np
+import torch
+
+from unisem.config.schema import EvaluationConfig
+from unisem.data.dataset import SequenceDataset, pad_left, split_inputs
+from unisem.evaluate.metrics import metrics_from_ranks
+
+FULL = "full"
+SAMPLED_PREFIX = "sampled-"
+_SAMPLED = re.compile(r"^sampled-([1-9][0-9]*)$")
+# Users per block when drawing negatives: a constant, so the draw never depends on the caller's batch size.
+NEGATIVE_BLOCK_USERS = 1024
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def sampled_protocol(negatives: int) -> str:
+    """The name of the sampled protocol with ``negatives`` negatives, e.g. ``sampled-99``."""
+    return f"{SAMPLED_PREFIX}{int(negatives)}"
+
+
+def default_protocols(cfg: EvaluationConfig) -> tuple[str, ...]:
+    return (FULL, sampled_protocol(cfg.sampled_negatives))
+
+
+def sampled_count(protocol: str) -> int | None:
+    """The number of negatives of a ``sampled-N`` protocol name, None for ``full``; raises for anything else."""
+    if protocol == FULL:
+        return None
+    match = _SAMPLED.match(protocol)
+    if not match:
+        raise ValueError(f"unknown evaluation protocol {protocol!r}: use 'full' or 'sampled-<N>', e.g. 'sampled-99'")
+    return int(match.group(1))
+
+
+def split_metric_name(name: str) -> tuple[str, str]:
+    """``"full/NDCG@10"`` -> ``("full", "NDCG@10")``; a name without its protocol is refused (never guessed)."""
+    protocol, sep, metric = name.partition("/")
+    if not sep or not metric:
+        raise ValueError(f"metric name {name!r} must be '<protocol>/<metric>', e.g. 'full/NDCG@10'")
+    sampled_count(protocol)
+    return protocol, metric
+
+
+class EvaluationReport(NamedTuple):
+    """Metrics of one split under each protocol, per slice, and the per-user ranks they came from."""
+
+    protocols: dict[str, dict[str, float]]  # protocol -> metric -> value
+    slices: dict[str, dict[str, Any]]  # slice -> {protocol: metrics, "users": n}
+    users: int
+    split: str
+    ranks: dict[str, np.ndarray]  # protocol -> int64 [users] 0-based ranks (not serialised)
+
+    def flat(self) -> dict[str, float]:
+        """``{"full/NDCG@10": ..., "sampled-99/HR@10": ...}``: the names the registry and MLflow use."""
+        return {f"{p}/{m}": v for p, metrics in self.protocols.items() for m, v in metrics.items()}
+
+    def metric(self, name: str) -> float:
+        protocol, metric = split_metric_name(name)
+        try:
+            return self.protocols[protocol][metric]
+        except KeyError:
+            raise KeyError(f"metric {name!r} not in this report; it has {', '.join(self.flat())}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN - a slice without users - becomes null)."""
+        return _json_ready(
+            {
+                "split": self.split,
+                "users": self.users,
+                "protocols": self.protocols,
+                "metrics": self.flat(),
+                "slices": self.slices,
+            }
+        )
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- negatives
+
+
+def _touched_flat(data: SequenceDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Every (user, item) the user touched - history, validation and test - as two flat arrays."""
+    lengths = np.fromiter((len(h) for h in data.histories), dtype=np.int64, count=data.num_users)
+    hist = np.concatenate(data.histories).astype(np.int64) if data.num_users and lengths.sum() else np.zeros(0, np.int64)
+    users = np.arange(data.num_users, dtype=np.int64)
+    user_of = np.concatenate([np.repeat(users, lengths), users, users])
+    items = np.concatenate([hist, data.valid_items.astype(np.int64), data.test_items.astype(np.int64)])
+    return user_of, items
+
+
+def check_item_range(data: SequenceDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse a dataset whose histories or targets name an item index outside 1..N (naming the user)."""
+    user_of, items = _touched_flat(data)
+    bad = (items < 1) | (items > data.num_items)
+    if bad.any():
+        first = int(np.argmax(bad))
+        u = int(user_of[first])
+        raise ValueError(
+            f"user {data.user_ids[u]!r} (index {u}) has item index {int(items[first])} outside 1..{data.num_items}"
+        )
+    return user_of, items
+
+
+def sample_negatives(data: SequenceDataset, n: int, seed: int) -> np.ndarray:
+    """int64 [users, n]: per user, ``n`` distinct items it never touched, uniformly at random; 0 = none left.
+
+    Vectorised: for a block of users, every item gets a uniform random key, touched items (and padding) get
+    a key above all others, and the ``n`` smallest keys are a uniform sample without replacement.
+    """
+    if n < 1:
+        raise ValueError(f"evaluation.sampled_negatives must be at least 1, got {n}")
+    num_users, width = data.num_users, data.num_items + 1
+    out = np.zeros((num_users, n), dtype=np.int64)
+    if num_users == 0 or data.num_items == 0:
+        return out
+    user_of, items = check_item_range(data)
+    order = np.argsort(user_of, kind="stable")
+    user_of, items = user_of[order], items[order]
+    bounds = np.searchsorted(user_of, np.arange(0, num_users + NEGATIVE_BLOCK_USERS, NEGATIVE_BLOCK_USERS))
+    generator = torch.Generator().manual_seed(int(seed))
+    k = min(n, width)
+    short_users = 0
+    for block, start in enumerate(range(0, num_users, NEGATIVE_BLOCK_USERS)):
+        stop = min(start + NEGATIVE_BLOCK_USERS, num_users)
+        lo, hi = bounds[block], bounds[block + 1]
+        touched = np.zeros((stop - start, width), dtype=bool)
+        touched[:, 0] = True
+        touched[user_of[lo:hi] - start, items[lo:hi]] = True
+        keys = torch.rand((stop - start, width), generator=generator)
+        keys.masked_fill_(torch.from_numpy(touched), 2.0)
+        values, chosen = torch.topk(keys, k, dim=1, largest=False, sorted=True)
+        chosen = chosen.masked_fill(values > 1.0, 0)
+        out[start:stop, :k] = chosen.numpy()
+        short_users += int((values[:, -1] > 1.0).sum()) if k == n else stop - start
+    if short_users:
+        warnings.warn(
+            f"{short_users} of {num_users} users have fewer than {n} untouched items; they are ranked against all "
+            f"their untouched items (a catalog of {data.num_items} items is too small for sampled-{n})",
+            stacklevel=2,
+        )
+    return out
+
+
+# Negatives depend only on the dataset, n and the seed; training evaluates every epoch, so keep the last few.
+_NEGATIVES_CACHE: list[tuple[weakref.ref, int, int, np.ndarray]] = []
+_NEGATIVES_CACHE_SIZE = 4
+
+
+def cached_negatives(data: SequenceDataset, n: int, seed: int) -> np.ndarray:
+    """``sample_negatives`` remembered for the same dataset object (the same draw, computed once)."""
+    for ref, cn, cs, neg in _NEGATIVES_CACHE:
+        if ref() is data and cn == n and cs == seed:
+            return neg
+    neg = sample_negatives(data, n, seed)
+    neg.setflags(write=False)
+    _NEGATIVES_CACHE.insert(0, (weakref.ref(data), n, seed, neg))
+    del _NEGATIVES_CACHE[_NEGATIVES_CACHE_SIZE:]
+    return neg
+
+
+# ---------------------------------------------------------------------------------------------- ranks
+
+
+def full_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """Rank of each target among all items: padding and ``seen`` items (0 = padding) excluded, target never.
+
+    scores float [B, N+1]; targets int64 [B]; seen int64 [B, S] (left-padded with 0) or None.
+    """
+    scores = torch.nan_to_num(scores, nan=float("-inf"))
+    target_scores = scores.gather(1, targets[:, None])
+    above = scores >= target_scores
+    above[:, 0] = False
+    if seen is not None and seen.numel():
+        above.scatter_(1, seen, False)
+    above[torch.arange(len(targets), device=scores.device), targets] = False
+    return above.sum(dim=1)
+
+
+def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """Rank of each target among its own negatives (int64 [B, n], 0 = no negative in that slot)."""
+    scores = torch.nan_to_num(scores, nan=float("-inf"))
+    target_scores = scores.gather(1, targets[:, None])
+    negative_scores = scores.gather(1, negatives)
+    return ((negative_scores >= target_scores) & (negatives != 0)).sum(dim=1)
+
+
+def compute_ranks(
+    score_fn: ScoreFn,
+    data: SequenceDataset,
+    cfg: EvaluationConfig,
+    split: str = "valid",
+    max_len: int = 50,
+    batch_size: int = 512,
+    protocols: Iterable[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-user 0-based ranks under each protocol, scoring users in batches with one call of ``score_fn``."""
+    protocols = tuple(protocols) if protocols is not None else default_protocols(cfg)
+    if not protocols:
+        raise ValueError("at least one evaluation protocol is needed")
+    if batch_size < 1 or max_len < 1:
+        raise ValueError(f"batch_size and max_len must be positive, got {batch_size} and {max_len}")
+    counts = {p: sampled_count(p) for p in protocols}
+    inputs, targets = split_inputs(data, split)
+    targets = np.asarray(targets, dtype=np.int64)
+    check_item_range(data)
+    negatives = {p: cached_negatives(data, n, cfg.seed) for p, n in counts.items() if n is not None}
+    ranks = {p: np.zeros(len(targets), dtype=np.int64) for p in protocols}
+    width = data.num_items + 1
+    for start in range(0, len(targets), batch_size):
+        stop = min(start + batch_size, len(targets))
+        batch = inputs[start:stop]
+        with torch.no_grad():
+            scores = score_fn(torch.from_numpy(pad_left(batch, max_len)))
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (stop - start, width):
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise ValueError(
+                f"score_fn returned {shape} for a batch of {stop - start} users; expected a tensor "
+                f"[{stop - start}, {width}] (column 0 = padding, then the {data.num_items} items)"
+            )
+        device = scores.device
+        tgt = torch.from_numpy(targets[start:stop]).to(device)
+        for protocol, n in counts.items():
+            if n is None:
+                longest = max((len(s) for s in batch), default=0)
+                seen = torch.from_numpy(pad_left(batch, longest)).to(device) if longest else None
+                r = full_ranks(scores, tgt, seen)
+            else:
+                r = sampled_ranks(scores, tgt, torch.tensor(negatives[protocol][start:stop]).to(device))
+            ranks[protocol][start:stop] = r.cpu().numpy()
+    return ranks
+
+
+def evaluate(
+    score_fn: ScoreFn,
+    data: SequenceDataset,
+    cfg: EvaluationConfig,
+    split: str = "valid",
+    max_len: int = 50,
+    batch_size: int = 512,
+    protocols: Iterable[str] | None = None,
+    slices: bool = True,
+) -> EvaluationReport:
+    """Evaluate ``score_fn`` on one leave-one-out split under each protocol (and per slice).
+
+    ``score_fn(LongTensor [B, max_len], left-padded with 0) -> Tensor [B, N+1]``; it is called under
+    ``torch.no_grad()``, and putting the model in eval mode is the caller's job. ``protocols`` defaults to
+    ``("full", "sampled-<cfg.sampled_negatives>")``, i.e. ``("full", "sampled-99")``.
+    """
+    ranks = compute_ranks(score_fn, data, cfg, split, max_len, batch_size, protocols)
+    per_protocol = {p: metrics_from_ranks(r, cfg.ks) for p, r in ranks.items()}
+    slice_report: dict[str, dict[str, Any]] = {}
+    if slices:
+        from unisem.evaluate.slices import slice_metrics
+
+        slice_report = slice_metrics(ranks, data, cfg, split)
+    return EvaluationReport(
+        protocols=per_protocol, slices=slice_report, users=data.num_users, split=split, ranks=ranks
+    )
