@@ -25,3 +25,13 @@ def beauty_dir() -> Path:
     if not (BEAUTY_DIR / "sequences.txt").exists():
         pytest.skip(f"Amazon Beauty data not found at {BEAUTY_DIR} (it lives in ../shared, beside the repository)")
     return BEAUTY_DIR
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One real local Spark session for the whole test session (starting one takes ~20 s)."""
+    from unisem.data.spark import spark_session
+
+    session = spark_session("local[2]", app="unisem-tests")
+    yield session
+    session.stop()
