@@ -38,7 +38,7 @@ def test_collision_rate_counts_every_item_of_a_shared_tuple():
 
 
 def test_item_codes_drop_the_padding_row():
-    table = np.vstack([np.zeros((1, 3), dtype=np.int64), CODES])
+    table = np.vstack([np.full((1, 3), -1, dtype=np.int64), CODES])  # the model marks padding with -1
     assert np.array_equal(item_codes(table), CODES)
 
 

@@ -45,11 +45,13 @@ def test_slices_partition_users_and_cold_slice_follows_the_target():
         assert masks["cold"].any()
 
     gen = torch.Generator().manual_seed(0)
-    report = evaluate(lambda x: torch.rand(x.shape[0], 41, generator=gen), data, cfg, split="test")
+    report = evaluate(
+        lambda x: torch.rand(x.shape[0], 41, generator=gen), data, cfg, split="test", protocols=("full", "sampled-20")
+    )
     s = report.slices
     assert s["head"]["users"] + s["torso"]["users"] + s["tail"]["users"] == report.users == 300
     assert s["cold"]["users"] == int(np.isin(data.test_items, [7, 8]).sum())
     # A slice's metrics are the metrics of its users' ranks.
     mask = slice_masks(data, cfg, "test")["tail"]
     assert s["tail"]["full"]["MRR"] == pytest.approx(np.mean(1.0 / (report.ranks["full"][mask] + 1)))
-    assert set(s["tail"]) == {"full", "sampled-99", "users"}
+    assert set(s["tail"]) == {"full", "sampled-20", "users"}

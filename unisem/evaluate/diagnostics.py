@@ -32,10 +32,10 @@ def _codes(codes: np.ndarray) -> np.ndarray:
 
 def item_codes(semantic_ids: np.ndarray) -> np.ndarray:
     """A model's ``semantic_ids`` table [N+1, L] without its padding row: the codes of items 1..N."""
-    table = _codes(semantic_ids)
-    if len(table) < 1:
-        raise ValueError("a semantic-ID table has at least the padding row 0")
-    return table[1:]
+    table = np.asarray(semantic_ids)
+    if table.ndim != 2 or len(table) < 1:
+        raise ValueError(f"a semantic-ID table is [N+1, levels] with the padding row 0, got shape {table.shape}")
+    return _codes(table[1:])  # row 0 may hold a marker such as -1
 
 
 def codebook_usage(codes: np.ndarray, codebook_size: int) -> list[float]:
