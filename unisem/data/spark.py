@@ -59,3 +59,19 @@ def spark_session(master: str | None = None, app: str = "unisem"):
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def spark_errors() -> tuple[type[BaseException], ...]:
+    """Spark's exception types (Python-side and JVM-side), imported only when an error is being handled."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    return (PySparkException, Py4JJavaError)
+
+
+def spark_error_summary(exc: BaseException) -> str:
+    """The first meaningful line of a Spark/JVM error; the rest is a JVM stack trace nobody should have to read."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
