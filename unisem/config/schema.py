@@ -49,6 +49,8 @@ class TextConfig:
     batch_size: int = _f(256, min=1)
     device: str = "cpu"
     show_progress: bool = True
+    # Torch CPU threads while encoding; 0 = every core this process may use (its CPU affinity).
+    num_threads: int = _f(0, min=0)
 
 
 @dataclass(frozen=True)
