@@ -1,0 +1,69 @@
+"""unisem quality report: only the data validation and its published report, for data teams.
+
+Runs the same ``validate`` stage as the nightly DAG (Great Expectations on Spark, gate verdict, HTML report)
+into its own run folder (``quality-<date>``), then publishes the report under
+``$UNISEM_HOME/published/quality/{<run id>,latest}/`` and writes a run summary. No training, no registry.
+Triggered by hand (no schedule); a ``fail`` verdict is a finding here, not a task failure.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Param, TriggerRule, dag, task
+
+CONFIG_FILE = os.environ.get("UNISEM_CONFIG", "")
+RUN_PREFIX = "quality-"
+
+PARAMS = {
+    "config_file": Param(CONFIG_FILE, type="string", description="unisem YAML config (empty: built-in defaults)"),
+    "catalog": Param("", type="string", description="catalog Parquet (empty: data.catalog, else the demo data)"),
+    "interactions": Param("", type="string", description="interactions Parquet file or folder (with catalog)"),
+    "spark_master": Param("", type="string", description="e.g. spark://spark-master:7077 (empty: config)"),
+    "overrides": Param([], type="array", items={"type": "string"}, description="KEY=VALUE config overrides"),
+}
+
+
+def _spec(context) -> dict:
+    from unisem.pipeline.spec import spec_from_context
+
+    return spec_from_context(context, prefix=RUN_PREFIX).to_dict()
+
+
+@dag(
+    dag_id="unisem_quality_report",
+    schedule=None,
+    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "unisem", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    params=PARAMS,
+    tags=["unisem", "quality"],
+    doc_md=__doc__,
+)
+def unisem_quality_report():
+    @task
+    def validate(**context) -> dict:
+        from unisem.pipeline import stages
+
+        return stages.validate(_spec(context))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def publish(**context) -> dict:
+        from unisem.pipeline import stages
+
+        return stages.report(_spec(context), expected=("validate",))
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def watcher() -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("the validation task failed; see the run report")
+
+    validated = validate()
+    published = publish()
+    validated >> published
+    [validated, published] >> watcher()
+
+
+unisem_quality_report()

@@ -1,0 +1,206 @@
+"""The pipeline's own logic around the stage libraries: run ids, param overrides, stage records, the run
+summary, the gate decision, the cluster switch. The libraries themselves run for real in test_pipeline_e2e."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from unisem.home import RunLayout
+from unisem.pipeline import cluster, stages
+from unisem.pipeline.records import read_records, recorded, record_path, write_record
+from unisem.pipeline.spec import RunSpec, make_spec, overrides_from_params, run_id_for, spec_from_params
+from unisem.pipeline.summary import FAILED, INCOMPLETE, STOPPED_AT_GATE, SUCCEEDED, build_summary, render_markdown
+
+
+def test_run_id_from_logical_date_is_stable_and_filesystem_safe():
+    assert run_id_for(datetime(2026, 11, 28, tzinfo=timezone.utc)) == "2026-11-28T00-00-00"
+    assert run_id_for("2026-11-28T19:05:07+00:00") == "2026-11-28T19-05-07"
+    assert run_id_for("2026-11-28T20:05:07+01:00") == "2026-11-28T19-05-07"  # UTC
+    assert run_id_for("2026-11-28") == "2026-11-28T00-00-00"
+    assert run_id_for("manual__2026-11-28T19:01:48.777+00:00:x") == "manual__2026-11-28T19-01-48.777-00-00-x"
+    with pytest.raises(ValueError):
+        run_id_for("///")
+
+
+def test_params_become_overrides_and_empty_params_leave_the_config_alone(tmp_path):
+    params = {"catalog": "/d/c.parquet", "interactions": "/d/i", "spark_master": "", "ray_address": " ",
+              "mlflow_uri": "http://mlflow:5000", "overrides": ["training.max_epochs=2"], "config_file": ""}
+    assert overrides_from_params(params) == (
+        "training.max_epochs=2", "data.catalog=/d/c.parquet", "data.interactions=/d/i",
+        "registry.tracking_uri=http://mlflow:5000",
+    )
+    spec = spec_from_params(params, datetime(2026, 1, 2, tzinfo=timezone.utc), home=tmp_path)
+    assert spec.run_id == "2026-01-02T00-00-00" and spec.config_path is None and spec.home == str(tmp_path)
+    cfg = spec.config()
+    assert cfg.data.catalog == "/d/c.parquet" and cfg.training.max_epochs == 2
+    assert cfg.registry.tracking_uri == "http://mlflow:5000"
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    # No logical date (a manual Airflow 3 run): the Airflow run id names the folder.
+    assert spec_from_params({}, None, "manual__x:1", home=tmp_path).run_id == "manual__x-1"
+
+
+def test_spec_cli_args_round_trip_through_unisem_stage_arguments(tmp_path):
+    spec = make_spec("r1", "/c.yaml", ["a.b=1", "c.d=x y"], tmp_path)
+    assert spec.cli_args() == ["--run-id", "r1", "--home", str(tmp_path), "--config", "/c.yaml",
+                               "--set", "a.b=1", "--set", "c.d=x y"]
+
+
+def test_recorded_keeps_results_and_errors(tmp_path):
+    layout = RunLayout(tmp_path / "run")
+    assert recorded(layout, "features", lambda: {"features_dir": "/x"}) == {"features_dir": "/x"}
+
+    def boom():
+        raise ValueError("catalog.parquet: row 3: field item_id is empty")
+
+    with pytest.raises(ValueError):
+        recorded(layout, "embed", boom)
+    recs = read_records(layout)
+    assert recs["features"]["status"] == "ok" and recs["features"]["outputs"] == {"features_dir": "/x"}
+    assert recs["embed"]["status"] == "failed"
+    assert recs["embed"]["error"] == "ValueError: catalog.parquet: row 3: field item_id is empty"
+    record_path(layout, "train").write_text("{not json")
+    assert read_records(layout)["train"]["status"] == "failed"
+
+
+def _ok(layout, stage, **outputs):
+    write_record(layout, stage, outputs)
+
+
+def test_summary_of_a_successful_run(tmp_path):
+    layout = RunLayout(tmp_path / "run")
+    _ok(layout, "validate", verdict="warn", reasons=["warn: min_brand_share (observed 0.4)"], report_path="/q.html")
+    _ok(layout, "gate", proceed=True, verdict="warn")
+    for s in ("features", "embed", "train"):
+        _ok(layout, s)
+    _ok(layout, "evaluate", headline={"full/NDCG@10": 0.1234}, metrics_path="/m.json")
+    _ok(layout, "register", model_name="unisem", version="3", model_uri="models:/unisem/3", mlflow_run_id="abc",
+        tracking_uri="sqlite:///x", reused=False)
+    _ok(layout, "promote", promoted=True, reason="0.1234 > 0.1000")
+    summary = build_summary("run", read_records(layout))
+    assert summary["status"] == SUCCEEDED and summary["failed_stage"] is None
+    assert summary["gate"] == {"verdict": "warn", "reasons": ["warn: min_brand_share (observed 0.4)"],
+                               "report": "/q.html", "verdict_file": None}
+    assert summary["model"]["version"] == "3" and summary["promotion"]["promoted"] is True
+    md = render_markdown(summary)
+    assert "| full/NDCG@10 | 0.1234 |" in md and "promoted to champion: 0.1234 > 0.1000" in md
+    assert "unisem version 3 (models:/unisem/3)" in md
+
+
+def test_summary_of_a_run_stopped_at_the_gate_says_why(tmp_path):
+    layout = RunLayout(tmp_path / "run")
+    _ok(layout, "validate", verdict="fail", reasons=["fail: min_title_share (observed 0.5, levels [1.0, 0.95])"])
+    _ok(layout, "gate", proceed=False, verdict="fail")
+    summary = build_summary("run", read_records(layout))
+    assert summary["status"] == STOPPED_AT_GATE
+    assert summary["stages"]["train"] == "skipped" and summary["model"] == {} and summary["promotion"] == {}
+    md = render_markdown(summary)
+    assert "stopped at the quality gate" in md and "fail: min_title_share" in md
+
+
+def test_summary_names_the_failed_stage_and_an_unfinished_run(tmp_path):
+    layout = RunLayout(tmp_path / "run")
+    _ok(layout, "validate", verdict="pass")
+    _ok(layout, "gate", proceed=True)
+    _ok(layout, "features")
+    recorded_error = RuntimeError("out of memory")
+    from unisem.pipeline.records import write_failure
+
+    write_failure(layout, "embed", recorded_error)
+    summary = build_summary("run", read_records(layout))
+    assert summary["status"] == FAILED and summary["failed_stage"] == "embed"
+    assert summary["error"] == "RuntimeError: out of memory" and summary["stages"]["train"] == "not run"
+    (layout.pipeline / "embed.json").unlink()
+    assert build_summary("run", read_records(layout))["status"] == INCOMPLETE
+    # The quality-report DAG only expects validation.
+    assert build_summary("run", read_records(layout), expected=("validate",))["status"] == SUCCEEDED
+
+
+@pytest.mark.parametrize("verdict,proceed", [("pass", True), ("warn", True), ("fail", False)])
+def test_gate_stops_only_on_fail(tmp_path, verdict, proceed):
+    spec = make_spec("r", home=tmp_path)
+    out = stages.gate(spec, {"verdict": verdict, "reasons": ["x"]})
+    assert out == {"proceed": proceed, "verdict": verdict, "reasons": ["x"]}
+    assert read_records(spec.layout())["gate"]["outputs"]["proceed"] is proceed
+
+
+def test_gate_without_a_verdict_fails_and_records_why(tmp_path):
+    spec = make_spec("r", home=tmp_path)
+    with pytest.raises(stages.StageError, match="'verdict' is missing"):
+        stages.gate(spec, {})
+    assert read_records(spec.layout())["gate"]["status"] == "failed"
+
+
+def test_gate_reasons_from_a_verdict_file():
+    assert stages.gate_reasons({"verdict": "fail", "reasons": ["a", "b"]}) == ["a", "b"]
+    verdict = {"verdict": "fail", "checks": [
+        {"name": "min_brand_share", "status": "warn", "observed": 0.4, "levels": [0.5, 0.0]},
+        {"name": "min_title_share", "status": "fail", "message": "50% of titles missing"},
+        {"name": "max_html_share", "status": "pass"},
+    ]}
+    assert stages.gate_reasons(verdict) == [
+        "fail: min_title_share (50% of titles missing)",
+        "warn: min_brand_share (observed 0.4, threshold [0.5, 0.0])",
+    ]
+
+
+def test_resolve_inputs_wants_both_paths_and_existing_files(tmp_path):
+    from unisem.config import replace_in, UnisemConfig
+
+    cfg = replace_in(UnisemConfig(), data={"catalog": str(tmp_path / "c.parquet")})
+    with pytest.raises(stages.StageError, match="given together"):
+        stages.resolve_inputs(cfg, tmp_path)
+    cfg = replace_in(cfg, data={"interactions": str(tmp_path / "i.parquet")})
+    with pytest.raises(FileNotFoundError, match="data.catalog"):
+        stages.resolve_inputs(cfg, tmp_path)
+
+
+def test_previous_features_is_the_latest_earlier_run_with_features(tmp_path):
+    for run in ("2026-01-01T00-00-00", "2026-01-02T00-00-00", "2026-01-04T00-00-00"):
+        (tmp_path / "runs" / run / "features").mkdir(parents=True)
+        (tmp_path / "runs" / run / "features" / "manifest.json").write_text("{}")
+    (tmp_path / "runs" / "2026-01-02T12-00-00").mkdir()  # no features: ignored
+    prev = stages.previous_features(tmp_path, "2026-01-03T00-00-00")
+    assert prev == tmp_path / "runs" / "2026-01-02T00-00-00" / "features"
+    assert stages.previous_features(tmp_path, "2026-01-01T00-00-00") is None
+
+
+def test_headline_metrics_flatten_protocol_tables():
+    report = {"protocols": {"full": {"NDCG@10": 0.1, "HR@10": 0.2}, "sampled-99": {"NDCG@10": 0.5}},
+              "users": 10}
+    assert stages.headline_metrics(report) == {"full/NDCG@10": 0.1, "full/HR@10": 0.2, "sampled-99/NDCG@10": 0.5}
+
+
+def test_cluster_switch_by_config():
+    assert cluster.spark_mode("local[*]") == "library" and cluster.spark_mode("local[2]") == "library"
+    assert cluster.spark_mode("spark://spark-master:7077") == "spark-submit"
+    assert cluster.ray_mode("") == "library" and cluster.ray_mode("http://ray-head:8265") == "ray-job"
+    with pytest.raises(ValueError, match="dashboard address"):
+        cluster.ray_mode("ray-head:6379")
+    cmd = cluster.spark_submit_command("spark://m:7077", "quality_gate.py", ["--out", "/o"], "/spark/bin/spark-submit",
+                                       jobs_dir=Path("/repo/jobs"))
+    assert cmd == ["/spark/bin/spark-submit", "--master", "spark://m:7077", "--name", "unisem-quality_gate",
+                   "/repo/jobs/quality_gate.py", "--out", "/o"]
+
+
+def test_run_logged_raises_with_the_end_of_the_log(tmp_path):
+    cluster.run_logged([sys.executable, "-c", "print('fine')"], tmp_path / "ok.log")
+    assert "fine" in (tmp_path / "ok.log").read_text()
+    with pytest.raises(cluster.ClusterJobError, match="(?s)exited with 3.*boom"):
+        cluster.run_logged([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "bad.log")
+
+
+def test_publish_quality_report_copies_to_run_and_latest(tmp_path):
+    spec = make_spec("r1", home=tmp_path)
+    assert stages.publish_quality_report(spec) == {"published": None}
+    q = spec.layout().quality
+    q.mkdir(parents=True)
+    (q / "verdict.json").write_text('{"verdict": "pass"}')
+    (q / "report.html").write_text("<html></html>")
+    out = stages.publish_quality_report(spec)
+    for folder in (out["published"], out["latest"]):
+        assert (Path(folder) / "report.html").read_text() == "<html></html>"
+        assert (Path(folder) / "run_id.txt").read_text() == "r1\n"

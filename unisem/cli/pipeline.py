@@ -1,0 +1,171 @@
+"""``unisem run`` (the nightly DAG once, through Airflow) and ``unisem stage`` (one stage of a run, alone).
+
+``unisem run`` is what ``make run`` calls: it needs nothing started by hand. It prepares an Airflow home on
+SQLite under UNISEM_HOME, makes sure the input data exist, runs the DAG with ``airflow dags test`` and then
+says where everything is and how to look at it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("run", parents=[common], help="run the nightly pipeline once through Airflow")
+    p.add_argument("--date", default=None,
+                   help="logical date (ISO); the same date again overwrites that run (default: now, UTC)")
+    p.add_argument("--dag", default="unisem_nightly", choices=("unisem_nightly", "unisem_quality_report"))
+    p.add_argument("--catalog", default="", help="catalog Parquet (default: data.catalog, else demo data)")
+    p.add_argument("--interactions", default="", help="interactions Parquet file or folder")
+    p.add_argument("--spark-master", default="", help="e.g. spark://host:7077 (default: the config's)")
+    p.add_argument("--ray-address", default="", help="Ray dashboard address for Ray Jobs, e.g. http://host:8265")
+    p.add_argument("--mlflow-uri", default="", help="MLflow tracking URI (default: the config's)")
+    p.set_defaults(handler=_run)
+
+    s = subparsers.add_parser("stage", parents=[common], help="run one pipeline stage of a run (Ray Job entry point)")
+    s.add_argument("name", choices=("validate", "gate", "features", "embed", "train", "evaluate", "register",
+                                    "promote", "report"))
+    s.add_argument("--run-id", required=True, help="the run folder under UNISEM_HOME/runs")
+    s.add_argument("--home", default=None, help="UNISEM_HOME of the run (default: $UNISEM_HOME)")
+    s.add_argument("--upstream", default="{}", help="JSON object with the upstream stages' outputs")
+    s.set_defaults(handler=_stage)
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _champion(cfg) -> str | None:
+    """The registered version behind alias ``champion``, or None (no store, no model, no alias yet)."""
+    try:
+        import mlflow
+
+        from unisem.registry.tracking import configure
+
+        client = mlflow.MlflowClient(configure(cfg))
+        return str(client.get_model_version_by_alias(cfg.registry.model_name, "champion").version)
+    except Exception:  # noqa: BLE001 - only informative output depends on it
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from unisem.cli import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_OK, config_from_args
+    from unisem.home import RunLayout, unisem_home
+    from unisem.pipeline import local_airflow
+    from unisem.pipeline.spec import run_id_for
+    from unisem.pipeline.summary import STOPPED_AT_GATE, SUCCEEDED
+
+    cfg = config_from_args(args)  # a bad config stops here, before Airflow starts
+    home = unisem_home()
+    config_path = str(Path(args.config).resolve()) if args.config else ""
+    env = local_airflow.airflow_env(home, config_path or None)
+    _say(f"unisem run: home {home}")
+    if local_airflow.ensure_db(home, env):
+        _say(f"  airflow: created the metadata database in {local_airflow.airflow_home(home)}")
+
+    if not (args.catalog or cfg.data.catalog):
+        from unisem.data.demo import ensure_demo_data
+
+        _say(f"  data: demo data in {ensure_demo_data(cfg.data.demo, home)}")
+    else:
+        _say(f"  data: {args.catalog or cfg.data.catalog} + {args.interactions or cfg.data.interactions}")
+
+    logical = args.date or datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    prefix = "quality-" if args.dag == "unisem_quality_report" else ""
+    run_id = prefix + run_id_for(logical)
+    layout = RunLayout.for_run(run_id, home)
+    conf = {"config_file": config_path, "overrides": list(args.overrides or ()), "catalog": args.catalog,
+            "interactions": args.interactions, "spark_master": args.spark_master}
+    if args.dag == "unisem_nightly":
+        conf.update({"ray_address": args.ray_address, "mlflow_uri": args.mlflow_uri})
+    log_path = home / "logs" / f"{args.dag}-{run_id}.log"
+    _say(f"  airflow dags test {args.dag} {logical}  (run {run_id}; full log: {log_path})")
+    run = local_airflow.dags_test(args.dag, logical, env, log_path, conf=conf, progress=lambda t: _say("    " + t))
+    _say(f"  DAG run {run.dag_state or 'did not finish'} in {run.seconds:.0f}s")
+
+    summary_path = layout.report / "summary.json"
+    if not summary_path.exists():
+        _say(f"unisem run: no run report at {summary_path}; see {log_path}")
+        return EXIT_ERROR
+    summary = json.loads(summary_path.read_text())
+    _print_summary(summary, layout, cfg, home, config_path, log_path)
+    if summary["status"] == SUCCEEDED and run.dag_state == "success":
+        return EXIT_OK
+    if summary["status"] == STOPPED_AT_GATE:
+        return EXIT_GATE_FAILED
+    return EXIT_ERROR
+
+
+def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path) -> None:
+    from unisem.pipeline import local_airflow
+
+    _say()
+    _say(f"Run {summary['run_id']}: {summary['status']}")
+    if summary.get("failed_stage"):
+        _say(f"  failed at {summary['failed_stage']}: {summary.get('error')}")
+    gate = summary.get("gate") or {}
+    _say(f"  quality gate: {gate.get('verdict')}")
+    for reason in (gate.get("reasons") or [])[:10]:
+        _say(f"    - {reason}")
+    if gate.get("report"):
+        _say(f"  quality report: {gate['report']}")
+    if summary.get("quality_published"):
+        _say(f"  published quality report: {summary['quality_published']}")
+    metrics = summary.get("metrics") or {}
+    if metrics:
+        shown = {k: v for k, v in metrics.items() if k.endswith(("NDCG@10", "HR@10", "MRR"))} or metrics
+        _say("  test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items())))
+    model = summary.get("model") or {}
+    if model:
+        again = " (already registered for this date; no duplicate)" if model.get("reused") else ""
+        _say(f"  registered model: {model.get('model_name')} version {model.get('version')}{again}")
+        _say(f"  MLflow run: {model.get('mlflow_run_id')} in {model.get('tracking_uri')}")
+    promo = summary.get("promotion") or {}
+    if promo:
+        _say(f"  promotion: {'promoted to champion' if promo.get('promoted') else 'not promoted'}"
+             f" - {promo.get('reason')}")
+    champion = _champion(cfg)
+    _say(f"  champion alias: {cfg.registry.model_name}@champion -> "
+         + (f"version {champion}" if champion else "none yet"))
+    _say(f"  run folder: {layout.root}  (summary: {layout.report / 'summary.md'})")
+    _say()
+    _say("Look at it:")
+    uri = model.get("tracking_uri")
+    if uri:
+        _say(f"  mlflow ui --backend-store-uri {uri}")
+    _say(f"  {local_airflow.standalone_hint(home, config_path or None)}")
+    _say(f"  airflow log of this run: {log_path}")
+
+
+def _stage(args: argparse.Namespace) -> int:
+    import inspect
+    import json
+    from pathlib import Path
+
+    from unisem.cli import config_from_args
+    from unisem.home import unisem_home
+    from unisem.pipeline import stages
+    from unisem.pipeline.spec import make_spec
+
+    config_from_args(args)  # validate before doing anything
+    home = Path(args.home).resolve() if args.home else unisem_home()
+    spec = make_spec(args.run_id, str(Path(args.config).resolve()) if args.config else None,
+                     args.overrides or (), home)
+    try:
+        upstream = json.loads(args.upstream)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--upstream: not valid JSON: {exc}") from exc
+    if not isinstance(upstream, dict):
+        raise ValueError("--upstream: expected a JSON object")
+    fn = stages.STAGE_FUNCTIONS[args.name]
+    # Every upstream parameter gets the same mapping: each stage only reads the keys it needs from it.
+    n_upstream = sum(1 for p in list(inspect.signature(fn).parameters.values())[1:]
+                     if p.default is inspect.Parameter.empty)
+    result = fn(spec, *([upstream] * n_upstream))
+    json.dump(result, sys.stdout, indent=2, default=str)
+    print()
+    return 0

@@ -1,0 +1,77 @@
+"""One small JSON record per pipeline stage of a run: what it produced, or why it failed.
+
+The run report is built from these records rather than from Airflow's metadata, so the same summary comes
+out of an Airflow run, a ``unisem stage`` call or a test, and a report task can explain a run whose
+upstream tasks failed or were skipped. The first stage of a run clears the records, so a rerun of the same
+logical date never reports a stage result left over from an earlier attempt.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+from unisem.atomic import write_text_atomic
+from unisem.home import RunLayout
+
+# The nightly DAG's tasks, in order; the report reads the records of all but itself.
+STAGES: tuple[str, ...] = (
+    "validate", "gate", "features", "embed", "train", "evaluate", "register", "promote", "report",
+)
+
+T = TypeVar("T", bound=Mapping[str, Any])
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def record_path(layout: RunLayout, stage: str) -> Path:
+    return layout.pipeline / f"{stage}.json"
+
+
+def write_record(layout: RunLayout, stage: str, outputs: Mapping[str, Any]) -> Path:
+    record = {"stage": stage, "status": "ok", "finished_at": _now(), "outputs": dict(outputs)}
+    return write_text_atomic(record_path(layout, stage), json.dumps(record, indent=2, sort_keys=True, default=str))
+
+
+def write_failure(layout: RunLayout, stage: str, exc: BaseException) -> Path:
+    record = {
+        "stage": stage,
+        "status": "failed",
+        "finished_at": _now(),
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+    }
+    return write_text_atomic(record_path(layout, stage), json.dumps(record, indent=2, sort_keys=True, default=str))
+
+
+def read_records(layout: RunLayout) -> dict[str, dict[str, Any]]:
+    """The records present, by stage name; a record that cannot be read is reported as such, not skipped."""
+    out: dict[str, dict[str, Any]] = {}
+    if not layout.pipeline.is_dir():
+        return out
+    for path in sorted(layout.pipeline.glob("*.json")):
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            out[path.stem] = {"stage": path.stem, "status": "failed", "error": f"{path}: unreadable record: {exc}"}
+    return out
+
+
+def clear_records(layout: RunLayout) -> None:
+    shutil.rmtree(layout.pipeline, ignore_errors=True)
+
+
+def recorded(layout: RunLayout, stage: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` and record its JSON-able result, or record the error and re-raise it."""
+    try:
+        result = fn()
+    except BaseException as exc:
+        write_failure(layout, stage, exc)
+        raise
+    write_record(layout, stage, result)
+    return result

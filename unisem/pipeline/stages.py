@@ -1,0 +1,405 @@
+"""The nightly pipeline, one function per Airflow task.
+
+Each stage takes a ``RunSpec`` (run id, config file, overrides, home) and the small dicts its upstream stages
+returned, calls the stage library (or submits a cluster job when the config names a cluster), writes its
+outputs under ``RunLayout.for_run(run_id)`` and returns a small JSON-able dict of paths and URIs: tasks pass
+paths, never data. Every stage records its result (or its error) in ``layout.pipeline`` so the report can
+explain the run whatever happened to it.
+
+Reruns: the run id comes from the logical date, so running a date again overwrites that date's folders
+(every library stage writes atomically), and ``register`` looks for a model version already tagged with the
+run id before registering, so a rerun adds no duplicate version.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from unisem.atomic import atomic_dir, write_text_atomic
+from unisem.config import UnisemConfig, to_dict
+from unisem.home import RunLayout, demo_data_dir, embedding_cache_dir
+from unisem.pipeline import cluster
+from unisem.pipeline.records import STAGES, clear_records, read_records, recorded
+from unisem.pipeline.spec import RunSpec
+from unisem.pipeline.summary import build_summary, render_html, render_markdown
+
+# The MLflow model-version tag that ties a registered version to the pipeline run that produced it.
+RUN_ID_TAG = "pipeline_run_id"
+PROCEED_VERDICTS = ("pass", "warn")
+
+
+class StageError(RuntimeError):
+    """A stage cannot run: a missing upstream output or an inconsistent state; the message says which."""
+
+
+def _spec(spec: RunSpec | Mapping[str, Any]) -> RunSpec:
+    return spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
+
+
+def _need(upstream: Mapping[str, Any], key: str, stage: str) -> Any:
+    if key not in upstream or upstream[key] in (None, ""):
+        raise StageError(f"{stage}: the upstream output {key!r} is missing (got keys: {', '.join(upstream) or 'none'})")
+    return upstream[key]
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def resolve_inputs(cfg: UnisemConfig, home: Path) -> tuple[Path, Path]:
+    """The catalog and interactions of this run: the configured paths, or the demo data (made on first use)."""
+    catalog, interactions = cfg.data.catalog.strip(), cfg.data.interactions.strip()
+    if bool(catalog) != bool(interactions):
+        raise StageError(
+            "data.catalog and data.interactions must be given together (both empty = the demo data); "
+            f"got catalog={catalog!r} interactions={interactions!r}"
+        )
+    if not catalog:
+        from unisem.data.contract import CATALOG_FILE, INTERACTIONS_FILE
+        from unisem.data.demo import ensure_demo_data
+
+        folder = Path(ensure_demo_data(cfg.data.demo, home))
+        return folder / CATALOG_FILE, folder / INTERACTIONS_FILE
+    paths = (Path(catalog).expanduser().resolve(), Path(interactions).expanduser().resolve())
+    for key, path in zip(("data.catalog", "data.interactions"), paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{key}: {path} does not exist")
+    return paths
+
+
+def gate_reasons(verdict: Mapping[str, Any]) -> list[str]:
+    """Human-readable reasons from a verdict.json: every check that warned or failed, worst first."""
+    reasons = verdict.get("reasons")
+    if isinstance(reasons, list) and reasons:
+        return [str(r) for r in reasons]
+    checks = verdict.get("checks") or []
+    if isinstance(checks, Mapping):
+        checks = [{"name": k, **(v if isinstance(v, Mapping) else {"status": v})} for k, v in checks.items()]
+    out: list[tuple[int, str]] = []
+    for check in checks:
+        if not isinstance(check, Mapping):
+            continue
+        status = str(check.get("status") or check.get("severity") or check.get("outcome") or "").lower()
+        if status not in ("warn", "fail", "failed", "warning"):
+            continue
+        name = check.get("name") or check.get("check") or "check"
+        detail = check.get("message") or check.get("reason")
+        if detail is None and "observed" in check:
+            detail = f"observed {check.get('observed')}, threshold {check.get('threshold', check.get('levels'))}"
+        out.append((0 if status.startswith("fail") else 1, f"{status}: {name}" + (f" ({detail})" if detail else "")))
+    return [text for _, text in sorted(out, key=lambda x: x[0])]
+
+
+def _read_verdict(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StageError(f"{path}: cannot read the quality gate verdict: {exc}") from exc
+    if not isinstance(data, dict) or data.get("verdict") not in ("pass", "warn", "fail"):
+        raise StageError(f"{path}: expected a JSON object whose 'verdict' is pass, warn or fail")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """Resolve the input data and run the quality gate (Great Expectations on Spark) over it.
+
+    As the first stage of a run it clears the run's stage records, so a rerun reports only itself.
+    """
+    spec = _spec(spec)
+    layout = spec.layout()
+    clear_records(layout)
+
+    def body() -> dict[str, Any]:
+        cfg = spec.config()
+        home = Path(spec.home)
+        write_effective_config(spec)
+        catalog, interactions = resolve_inputs(cfg, home)
+        if cluster.spark_mode(cfg.orchestration.spark_master) == "library":
+            from unisem.quality.gate import run_gate
+
+            result = run_gate(cfg, catalog, interactions, layout.quality, home=home)
+            verdict_path, report_path = Path(result.verdict_path), Path(result.report_path)
+        else:
+            cluster.spark_submit(
+                cfg.orchestration.spark_master,
+                "quality_gate.py",
+                ["--catalog", str(catalog), "--interactions", str(interactions), "--out", str(layout.quality),
+                 *spec.cli_args()],
+                layout.pipeline / "logs" / "validate.log",
+            )
+            verdict_path, report_path = layout.quality / "verdict.json", layout.quality / "report.html"
+        verdict = _read_verdict(verdict_path)
+        return {
+            "run_id": spec.run_id,
+            "catalog": str(catalog),
+            "interactions": str(interactions),
+            "verdict": verdict["verdict"],
+            "reasons": gate_reasons(verdict),
+            "verdict_path": str(verdict_path),
+            "report_path": str(report_path),
+        }
+
+    return recorded(layout, "validate", body)
+
+
+def gate(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any]:
+    """Decide whether the run goes on: a ``fail`` verdict stops it before any training."""
+    spec = _spec(spec)
+
+    def body() -> dict[str, Any]:
+        verdict = _need(validated, "verdict", "gate")
+        proceed = verdict in PROCEED_VERDICTS
+        return {"proceed": proceed, "verdict": verdict, "reasons": list(validated.get("reasons") or ())}
+
+    return recorded(spec.layout(), "gate", body)
+
+
+def previous_features(home: Path, run_id: str) -> Path | None:
+    """The features folder of the latest earlier run, whose id vocabularies the new run keeps stable."""
+    runs = home / "runs"
+    if not runs.is_dir():
+        return None
+    earlier = sorted(p.name for p in runs.iterdir() if p.is_dir() and p.name < run_id
+                     and (RunLayout(p).features / "manifest.json").exists())
+    return RunLayout(runs / earlier[-1]).features if earlier else None
+
+
+def features(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any]:
+    """Id vocabularies, per-user sequences and splits, item texts (Spark) -> ``layout.features``."""
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        cfg = spec.config()
+        catalog = Path(_need(validated, "catalog", "features"))
+        interactions = Path(_need(validated, "interactions", "features"))
+        previous = previous_features(Path(spec.home), spec.run_id)
+        if cluster.spark_mode(cfg.orchestration.spark_master) == "library":
+            from unisem.data.features import build_features
+
+            out = Path(build_features(cfg, catalog, interactions, layout.features, previous=previous))
+        else:
+            args = ["--catalog", str(catalog), "--interactions", str(interactions), "--out", str(layout.features)]
+            if previous is not None:
+                args += ["--previous", str(previous)]
+            cluster.spark_submit(cfg.orchestration.spark_master, "build_features.py", [*args, *spec.cli_args()],
+                                 layout.pipeline / "logs" / "features.log")
+            out = layout.features
+        manifest = out / "manifest.json"
+        counts = json.loads(manifest.read_text()) if manifest.exists() else {}
+        return {"features_dir": str(out), "previous": str(previous) if previous else None,
+                "items": counts.get("items"), "users": counts.get("users")}
+
+    return recorded(layout, "features", body)
+
+
+def embed(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any]) -> dict[str, Any]:
+    """Text embeddings of every item (cached per text and encoder) -> ``layout.embeddings``."""
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        from unisem.text.embeddings import embed_features
+
+        cfg = spec.config()
+        features_dir = Path(_need(featured, "features_dir", "embed"))
+        out = embed_features(features_dir, layout.embeddings, cfg.text, cache_dir=embedding_cache_dir(Path(spec.home)))
+        return {"embeddings_dir": str(out)}
+
+    return recorded(layout, "embed", body)
+
+
+def _train_outputs(result: Any) -> dict[str, Any]:
+    return {
+        "model_dir": str(result.model_dir),
+        "best_epoch": int(result.best_epoch),
+        "best_metrics": {k: float(v) for k, v in dict(result.best_metrics).items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        "history": [dict(h) for h in result.history],
+    }
+
+
+def train(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedded: Mapping[str, Any]) -> dict[str, Any]:
+    """Ray Train (local instance, or a Ray Job on the cluster at orchestration.ray_address) -> the model folder."""
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        cfg = spec.config()
+        features_dir = Path(_need(featured, "features_dir", "train"))
+        embeddings_dir = Path(_need(embedded, "embeddings_dir", "train"))
+        if cluster.ray_mode(cfg.orchestration.ray_address) == "library":
+            from unisem.train.ray_trainer import train_with_ray
+
+            return _train_outputs(train_with_ray(cfg, features_dir, embeddings_dir, layout.training))
+        # On the cluster the same stage runs as the Ray Job's entry point, with an empty Ray address so that
+        # it trains on the cluster it runs in; its record is the result.
+        job_spec = spec._replace(overrides=(*spec.overrides, "orchestration.ray_address="))
+        entry = ["unisem", "stage", "train", *job_spec.cli_args(),
+                 "--upstream", json.dumps({"features_dir": str(features_dir), "embeddings_dir": str(embeddings_dir)})]
+        job_id = cluster.submit_ray_job(cfg.orchestration.ray_address, entry, name=f"unisem-train-{spec.run_id}",
+                                        env={"UNISEM_HOME": spec.home}, log_path=layout.pipeline / "logs" / "train.log")
+        record = read_records(layout).get("train") or {}
+        if record.get("status") != "ok":
+            raise StageError(f"Ray job {job_id} finished but wrote no train result in {layout.pipeline}")
+        return {**record["outputs"], "ray_job_id": job_id}
+
+    return recorded(layout, "train", body)
+
+
+def headline_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """``{"full/NDCG@10": ..., "sampled-99/HR@10": ...}`` from an evaluation report's protocol tables."""
+    protocols = report.get("protocols") if isinstance(report.get("protocols"), Mapping) else report
+    out: dict[str, float] = {}
+    for protocol, metrics in protocols.items():
+        if not isinstance(metrics, Mapping):
+            continue
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{protocol}/{name}"] = float(value)
+    return out
+
+
+def evaluate(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], trained: Mapping[str, Any]) -> dict[str, Any]:
+    """Full ranking + sampled-99 + slices + diagnostics on the test split -> ``layout.evaluation``."""
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        from unisem.evaluate.report import evaluate_model_dir
+
+        cfg = spec.config()
+        report = evaluate_model_dir(Path(_need(trained, "model_dir", "evaluate")),
+                                    Path(_need(featured, "features_dir", "evaluate")), cfg, split="test",
+                                    out_dir=layout.evaluation)
+        return {"metrics_path": str(layout.evaluation / "metrics.json"), "headline": headline_metrics(report)}
+
+    return recorded(layout, "evaluate", body)
+
+
+def find_registered(cfg: UnisemConfig, run_id: str) -> dict[str, Any] | None:
+    """The model version already registered for this pipeline run id, if any (the rerun guard)."""
+    import mlflow
+
+    from unisem.registry.tracking import configure
+
+    uri = configure(cfg)
+    client = mlflow.MlflowClient(uri)
+    try:
+        versions = client.search_model_versions(f"name='{cfg.registry.model_name}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    for mv in versions:
+        if (mv.tags or {}).get(RUN_ID_TAG) == run_id:
+            return {"model_name": mv.name, "version": str(mv.version), "model_uri": f"models:/{mv.name}/{mv.version}",
+                    "mlflow_run_id": mv.run_id, "tracking_uri": uri}
+    return None
+
+
+def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], evaluated: Mapping[str, Any]) -> dict[str, Any]:
+    """Log the run to MLflow and register the model as a new version with alias ``challenger``.
+
+    A version already tagged with this run id is returned instead of registering a duplicate.
+    """
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        import mlflow
+
+        from unisem.registry.registration import log_and_register
+        from unisem.registry.tracking import configure
+        from unisem.train import TrainResult
+
+        cfg = spec.config()
+        _need(evaluated, "metrics_path", "register")
+        existing = find_registered(cfg, spec.run_id)
+        if existing is not None:
+            return {**existing, "reused": True}
+        if "history" not in trained:  # the DAG passes the train result without it; the record keeps it
+            recorded_train = read_records(layout).get("train") or {}
+            trained = {**(recorded_train.get("outputs") or {}), **trained}
+        result = TrainResult(model_dir=Path(_need(trained, "model_dir", "register")),
+                             best_epoch=int(trained.get("best_epoch", 0)),
+                             best_metrics=dict(trained.get("best_metrics") or {}),
+                             history=list(trained.get("history") or ()))
+        reg = log_and_register(cfg, layout, result)
+        uri = configure(cfg)
+        name = cfg.registry.model_name
+        mlflow.MlflowClient(uri).set_model_version_tag(name, str(reg.version), RUN_ID_TAG, spec.run_id)
+        return {"model_name": name, "version": str(reg.version), "model_uri": reg.model_uri,
+                "mlflow_run_id": reg.run_id, "tracking_uri": uri, "reused": False}
+
+    return recorded(layout, "register", body)
+
+
+def promote(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], registered: Mapping[str, Any]) -> dict[str, Any]:
+    """Move ``champion`` to the challenger only if it beats the champion on the promotion metric."""
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        from unisem.registry.promotion import promote_if_better
+
+        cfg = spec.config()
+        _need(registered, "version", "promote")
+        decision = promote_if_better(cfg, Path(_need(featured, "features_dir", "promote")))
+        out = decision._asdict() if hasattr(decision, "_asdict") else dict(decision)
+        return json.loads(json.dumps(out, default=str))
+
+    return recorded(layout, "promote", body)
+
+
+def publish_quality_report(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """Copy this run's quality report and verdict to ``<home>/published/quality/{<run id>,latest}/``."""
+    spec = _spec(spec)
+    layout = spec.layout()
+    base = Path(spec.home) / "published" / "quality"
+    files = [p for p in (layout.quality / "verdict.json", layout.quality / "report.html") if p.exists()]
+    if not files:
+        return {"published": None}
+    for target in (base / spec.run_id, base / "latest"):
+        with atomic_dir(target) as tmp:
+            for f in files:
+                shutil.copy2(f, tmp / f.name)
+            docs = layout.quality / "data_docs"
+            if docs.is_dir():
+                shutil.copytree(docs, tmp / "data_docs")
+            (tmp / "run_id.txt").write_text(spec.run_id + "\n")
+    return {"published": str(base / spec.run_id), "latest": str(base / "latest")}
+
+
+def report(spec: RunSpec | Mapping[str, Any], expected: Sequence[str] = STAGES[:-1]) -> dict[str, Any]:
+    """Summarise the run from its stage records: ``layout.report/summary.{json,md,html}``; publish the gate report.
+
+    Runs whatever happened upstream (the DAG gives it trigger rule ``all_done``), so a stopped or failed run
+    is explained too.
+    """
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        summary = build_summary(spec.run_id, read_records(layout), expected)
+        summary["config"] = {"file": spec.config_path, "overrides": list(spec.overrides)}
+        summary["quality_published"] = publish_quality_report(spec).get("published")
+        with atomic_dir(layout.report) as tmp:
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+            (tmp / "summary.md").write_text(render_markdown(summary))
+            (tmp / "summary.html").write_text(render_html(summary))
+        return {"summary_path": str(layout.report / "summary.json"), "status": summary["status"],
+                "markdown_path": str(layout.report / "summary.md")}
+
+    return recorded(layout, "report", body)
+
+
+def write_effective_config(spec: RunSpec | Mapping[str, Any]) -> Path:
+    """The resolved config of this run as JSON beside its outputs (what the run actually used)."""
+    spec = _spec(spec)
+    return write_text_atomic(spec.layout().root / "config.json", json.dumps(to_dict(spec.config()), indent=2))
+
+
+# Stage name -> function, for ``unisem stage`` (the entry point of Ray Jobs and manual reruns).
+STAGE_FUNCTIONS = {
+    "validate": validate, "gate": gate, "features": features, "embed": embed, "train": train,
+    "evaluate": evaluate, "register": register, "promote": promote, "report": report,
+}
