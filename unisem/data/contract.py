@@ -107,7 +107,9 @@ def conform_interactions(table: pa.Table, source: str) -> pa.Table:
         row = _first_null_row(out[name])
         if row is not None:
             raise DataContractError(f"{source}: row {row}: field {name} is empty")
-    order = "timestamp" if "timestamp" in table.column_names else "position"
+    # A written file always has both columns; an all-null timestamp column means "ordered by position".
+    has_time = "timestamp" in table.column_names and table["timestamp"].null_count < table.num_rows
+    order = "timestamp" if has_time else "position"
     row = _first_null_row(out[order])
     if row is not None:
         raise DataContractError(f"{source}: row {row}: field {order} is empty")
