@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from unisem.data.contract import CATALOG_SCHEMA, INTERACTIONS_SCHEMA, DataContractError
 from unisem.data.importers.lines import check_readable, numbered_lines, parse_record
-from unisem.data.importers.output import ImportSummary, write_import
+from unisem.data.importers.output import ImportSummary, check_unique_ids, write_import
 
 TABLES = ("catalog", "interactions")
 FIELDS = {"catalog": tuple(CATALOG_SCHEMA.names), "interactions": tuple(INTERACTIONS_SCHEMA.names)}
@@ -160,6 +160,8 @@ def _select(table: pa.Table, kind: str, mapping: Mapping[str, str], source: str)
 def _normalise_catalog(table: pa.Table, source: str, category_separator: str) -> pa.Table:
     if "item_id" in table.column_names:
         table = table.set_column(table.schema.get_field_index("item_id"), "item_id", table["item_id"].cast(pa.string()))
+        ids = table["item_id"].to_pylist()
+        check_unique_ids(ids, range(len(ids)), source, where="row")
     if "categories" in table.column_names:
         col = table["categories"]
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
