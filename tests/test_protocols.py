@@ -58,6 +58,11 @@ def test_ties_and_nan_count_against_the_target():
         protocols=("full",),
     )
     assert nan_target["full"].tolist() == [5]
+    # A NaN candidate never ranks above a real target: only items 5, 7 and the tie 8 beat item 3 here.
+    nan_candidate = compute_ranks(
+        fixed_scorer([0.0, 1.0, 1.0, 0.5, math.nan, 0.7, 0.2, 0.9, 0.5]), data, CFG, "valid", protocols=("full",)
+    )
+    assert nan_candidate["full"].tolist() == [3]
 
 
 def test_sampled_negatives_never_touch_the_users_items_and_are_fixed_by_the_seed():

@@ -17,7 +17,8 @@ Choices, fixed here once for every model:
   fewer than N untouched items is ranked against all of them (tiny catalogs only; a warning says so).
 - **ties are pessimistic**: a candidate scoring the same as the target counts as ranked above it, so a model
   cannot gain by giving many items the same score (a constant scorer gets the worst rank, not the best).
-  A NaN score counts as minus infinity; a NaN target score therefore gets the worst rank.
+  A NaN candidate score never ranks above the target, and a NaN target score gets the worst rank, so a
+  numerically broken model scores zero rather than crashing an epoch's validation or looking good.
 """
 from __future__ import annotations
 
@@ -202,27 +203,33 @@ def cached_negatives(data: SequenceDataset, n: int, seed: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- ranks
 
 
+def _above_target(candidate_scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+    """bool: which candidates rank above the target, ties included; NaN handled as in the module docstring."""
+    above = candidate_scores >= target_scores  # a NaN candidate compares False: never above
+    nan_target = torch.isnan(target_scores[:, 0])
+    if bool(nan_target.any()):
+        above[nan_target] = True  # a NaN target is below every candidate
+    return above
+
+
 def full_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
     """Rank of each target among all items: padding and ``seen`` items (0 = padding) excluded, target never.
 
-    scores float [B, N+1]; targets int64 [B]; seen int64 [B, S] (left-padded with 0) or None.
+    scores float [B, N+1]; targets int64 [B]; seen int64 [B, S] (left-padded with 0) or None. One
+    comparison and one count over the [B, N+1] matrix; the exclusions are scattered into the comparison.
     """
-    scores = torch.nan_to_num(scores, nan=float("-inf"))
-    target_scores = scores.gather(1, targets[:, None])
-    above = scores >= target_scores
+    above = _above_target(scores, scores.gather(1, targets[:, None]))
     above[:, 0] = False
     if seen is not None and seen.numel():
         above.scatter_(1, seen, False)
     above[torch.arange(len(targets), device=scores.device), targets] = False
-    return above.sum(dim=1)
+    return above.sum(dim=1, dtype=torch.int32)  # int32 sums run about 3x faster than the default int64
 
 
 def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     """Rank of each target among its own negatives (int64 [B, n], 0 = no negative in that slot)."""
-    scores = torch.nan_to_num(scores, nan=float("-inf"))
-    target_scores = scores.gather(1, targets[:, None])
-    negative_scores = scores.gather(1, negatives)
-    return ((negative_scores >= target_scores) & (negatives != 0)).sum(dim=1)
+    above = _above_target(scores.gather(1, negatives), scores.gather(1, targets[:, None]))
+    return (above & (negatives != 0)).sum(dim=1, dtype=torch.int32)
 
 
 def compute_ranks(
