@@ -34,9 +34,13 @@ PARAMS = {
     "config_file": Param(CONFIG_FILE, type="string", description="unisem YAML config (empty: built-in defaults)"),
     "catalog": Param("", type="string", description="catalog Parquet (empty: data.catalog, else the demo data)"),
     "interactions": Param("", type="string", description="interactions Parquet file or folder (with catalog)"),
-    "spark_master": Param("", type="string", description="e.g. spark://spark-master:7077 (empty: config)"),
-    "ray_address": Param("", type="string", description="Ray dashboard, e.g. http://ray-head:8265 (empty: config)"),
-    "mlflow_uri": Param("", type="string", description="MLflow tracking URI (empty: config, MLFLOW_TRACKING_URI)"),
+    # Defaults from the deployment's environment (docker/docker-compose.yml sets them); empty: the config's.
+    "spark_master": Param(os.environ.get("SPARK_MASTER", ""), type="string",
+                          description="e.g. spark://spark-master:7077 (empty: orchestration.spark_master)"),
+    "ray_address": Param(os.environ.get("RAY_ADDRESS", ""), type="string",
+                         description="Ray dashboard for Ray Jobs, e.g. http://ray-head:8265 (empty: config)"),
+    "mlflow_uri": Param(os.environ.get("MLFLOW_TRACKING_URI", ""), type="string",
+                        description="MLflow tracking URI (empty: registry.tracking_uri)"),
     "overrides": Param([], type="array", items={"type": "string"}, description="KEY=VALUE config overrides"),
 }
 

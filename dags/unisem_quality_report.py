@@ -19,7 +19,8 @@ PARAMS = {
     "config_file": Param(CONFIG_FILE, type="string", description="unisem YAML config (empty: built-in defaults)"),
     "catalog": Param("", type="string", description="catalog Parquet (empty: data.catalog, else the demo data)"),
     "interactions": Param("", type="string", description="interactions Parquet file or folder (with catalog)"),
-    "spark_master": Param("", type="string", description="e.g. spark://spark-master:7077 (empty: config)"),
+    "spark_master": Param(os.environ.get("SPARK_MASTER", ""), type="string",
+                          description="e.g. spark://spark-master:7077 (empty: orchestration.spark_master)"),
     "overrides": Param([], type="array", items={"type": "string"}, description="KEY=VALUE config overrides"),
 }
 

@@ -181,9 +181,9 @@ def test_cluster_switch_by_config():
     with pytest.raises(ValueError, match="dashboard address"):
         cluster.ray_mode("ray-head:6379")
     cmd = cluster.spark_submit_command("spark://m:7077", "quality_gate.py", ["--out", "/o"], "/spark/bin/spark-submit",
-                                       jobs_dir=Path("/repo/jobs"))
+                                       jobs_dir=Path("/repo/jobs"), extra="--conf spark.driver.host=af")
     assert cmd == ["/spark/bin/spark-submit", "--master", "spark://m:7077", "--name", "unisem-quality_gate",
-                   "/repo/jobs/quality_gate.py", "--out", "/o"]
+                   "--conf", "spark.driver.host=af", "/repo/jobs/quality_gate.py", "--out", "/o"]
 
 
 def test_run_logged_raises_with_the_end_of_the_log(tmp_path):

@@ -58,10 +58,16 @@ def spark_submit_executable() -> str:
     return found
 
 
+# Extra spark-submit options for the deployment, e.g. the driver's address as seen from the executors.
+SUBMIT_ARGS_ENV = "UNISEM_SPARK_SUBMIT_ARGS"
+
+
 def spark_submit_command(master: str, job: str, args: Sequence[str], executable: str = "spark-submit",
-                         jobs_dir: Path = JOBS_DIR) -> list[str]:
+                         jobs_dir: Path = JOBS_DIR, extra: str | None = None) -> list[str]:
+    """``spark-submit --master M [extra options] jobs/<job> args``; ``extra`` defaults to $UNISEM_SPARK_SUBMIT_ARGS."""
     script = jobs_dir / job
-    return [executable, "--master", master, "--name", f"unisem-{Path(job).stem}", str(script), *args]
+    options = shlex.split(os.environ.get(SUBMIT_ARGS_ENV, "") if extra is None else extra)
+    return [executable, "--master", master, "--name", f"unisem-{Path(job).stem}", *options, str(script), *args]
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
