@@ -6,6 +6,7 @@ why a retrained or swapped model can never be served stale vectors.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -43,6 +44,7 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@functools.lru_cache(maxsize=8)
 def _weights_digest(model_dir: Path) -> str:
     h = hashlib.sha256()
     files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
@@ -116,12 +118,18 @@ class SentenceEncoder:
         return out
 
 
-def load_encoder(text: TextConfig) -> SentenceEncoder:
-    """The encoder named by ``text.encoder`` on ``text.device``, loaded offline."""
+@functools.lru_cache(maxsize=2)
+def _load_model(model_dir: Path, device: str):
+    """One loaded model per folder and device per process: loading costs seconds, encoding is read-only."""
     from sentence_transformers import SentenceTransformer
 
+    return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+
+
+def load_encoder(text: TextConfig) -> SentenceEncoder:
+    """The encoder named by ``text.encoder`` on ``text.device``, loaded offline."""
     model_dir = resolve_model_dir(text.encoder)
-    model = SentenceTransformer(str(model_dir), device=text.device, local_files_only=True)
+    model = _load_model(model_dir.resolve(), text.device)
     identity = f"{Path(text.encoder).name}@{_weights_digest(model_dir)}"
     return SentenceEncoder(
         model,
