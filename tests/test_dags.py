@@ -1,0 +1,112 @@
+"""The DAG folder loads in a real Airflow DagBag with no import errors, and wires the expected tasks.
+
+The DagBag is loaded in a subprocess with its own AIRFLOW_HOME, because Airflow reads its configuration once
+per process; the subprocess reports the DAG structure as JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROBE = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "schedule": str(dag.schedule),
+        "catchup": dag.catchup,
+        "max_active_runs": dag.max_active_runs,
+        "params": {k: dag.params[k] for k in dag.params.keys()},
+        "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "trigger_rule": str(t.trigger_rule.value),
+                              "retries": t.retries, "backoff": float(t.retry_exponential_backoff or 0),
+                              "retry_delay_s": t.retry_delay.total_seconds(), "operator": type(t).__name__}
+                  for t in dag.tasks},
+    }
+heavy = ("torch", "pyspark", "ray", "mlflow", "great_expectations", "sentence_transformers", "pandas")
+out["heavy_modules"] = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in heavy})
+print("JSON:" + json.dumps(out))
+"""
+
+
+def _load(tmp_path: Path, config: Path | None = None, extra_env: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "UNISEM_CONFIG"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "UNISEM_HOME": str(tmp_path / "home")})
+    if config is not None:
+        env["UNISEM_CONFIG"] = str(config)
+    env.update(extra_env or {})
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("JSON:"))
+    return json.loads(line[len("JSON:"):])
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory) -> dict:
+    return _load(tmp_path_factory.mktemp("dagbag"))
+
+
+def test_dag_folder_loads_without_errors_or_heavy_imports(bag):
+    assert bag["errors"] == {}
+    assert set(bag["dags"]) == {"unisem_nightly", "unisem_quality_report"}
+    # Parsing the DAG files imports none of the stage libraries (the scheduler parses them often).
+    assert bag["heavy_modules"] == []
+
+
+def test_nightly_task_graph(bag):
+    dag = bag["dags"]["unisem_nightly"]
+    up = {t: v["upstream"] for t, v in dag["tasks"].items()}
+    assert up == {
+        "validate": [],
+        "gate": ["validate"],
+        "features": ["gate", "validate"],
+        "embed": ["features"],
+        "train": ["embed", "features"],
+        "evaluate": ["features", "train"],
+        "register": ["evaluate", "train"],
+        "promote": ["features", "register"],
+        "report": ["promote"],
+        "watcher": ["embed", "evaluate", "features", "promote", "register", "report", "train", "validate"],
+    }
+    tasks = dag["tasks"]
+    assert tasks["gate"]["operator"] == "_ShortCircuitDecoratedOperator"
+    assert tasks["report"]["trigger_rule"] == "all_done" and tasks["report"]["retries"] == 0
+    assert tasks["watcher"]["trigger_rule"] == "one_failed"
+    assert all(tasks[t]["trigger_rule"] == "all_success" for t in ("features", "embed", "train", "promote"))
+
+
+def test_nightly_schedule_retries_and_params_come_from_the_config(bag, tmp_path):
+    dag = bag["dags"]["unisem_nightly"]
+    assert dag["schedule"] == "@daily" and dag["catchup"] is False and dag["max_active_runs"] == 1
+    assert dag["tasks"]["train"]["retries"] == 2 and dag["tasks"]["train"]["backoff"] == 2.0
+    assert dag["tasks"]["train"]["retry_delay_s"] == 300
+    assert set(dag["params"]) == {"config_file", "catalog", "interactions", "spark_master", "ray_address",
+                                  "mlflow_uri", "overrides"}
+    assert dag["params"]["overrides"] == [] and dag["params"]["catalog"] == ""
+
+    config = tmp_path / "c.yaml"
+    config.write_text("orchestration:\n  schedule: '0 3 * * *'\n  retries: 4\n  retry_delay_minutes: 1\n")
+    custom = _load(tmp_path, config, {"RAY_ADDRESS": "http://ray-head:8265"})["dags"]["unisem_nightly"]
+    assert custom["schedule"] == "0 3 * * *"
+    assert custom["tasks"]["embed"]["retries"] == 4 and custom["tasks"]["embed"]["retry_delay_s"] == 60
+    assert custom["params"]["config_file"] == str(config)
+    assert custom["params"]["ray_address"] == "http://ray-head:8265"
+
+
+def test_quality_report_dag_only_validates_and_publishes(bag):
+    dag = bag["dags"]["unisem_quality_report"]
+    assert {t: v["upstream"] for t, v in dag["tasks"].items()} == {
+        "validate": [], "publish": ["validate"], "watcher": ["publish", "validate"],
+    }
+    assert dag["tasks"]["publish"]["trigger_rule"] == "all_done"
+    assert dag["schedule"] == "None"
