@@ -135,16 +135,24 @@ def test_gate_without_a_verdict_fails_and_records_why(tmp_path):
 
 
 def test_gate_reasons_from_a_verdict_file():
-    assert stages.gate_reasons({"verdict": "fail", "reasons": ["a", "b"]}) == ["a", "b"]
+    def check(name, severity, threshold, observed, passed):
+        return {"check": name, "measure": name[4:], "severity": severity, "threshold": threshold,
+                "observed": observed, "passed": passed}
+
     verdict = {"verdict": "fail", "checks": [
-        {"name": "min_brand_share", "status": "warn", "observed": 0.4, "levels": [0.5, 0.0]},
-        {"name": "min_title_share", "status": "fail", "message": "50% of titles missing"},
-        {"name": "max_html_share", "status": "pass"},
+        check("min_brand_share", "warn", 0.5, 0.4, False),
+        check("min_brand_share", "fail", 0.0, 0.4, True),
+        check("min_title_share", "warn", 1.0, 0.5, False),
+        check("min_title_share", "fail", 0.95, 0.5, False),
+        check("max_html_share", "warn", 0.01, 0.0, True),
+        check("max_gini", "fail", 0.99, 0.995, False),
     ]}
     assert stages.gate_reasons(verdict) == [
-        "fail: min_title_share (50% of titles missing)",
-        "warn: min_brand_share (observed 0.4, threshold [0.5, 0.0])",
+        "fail: title_share = 0.5, below the minimum 0.95 (min_title_share)",
+        "fail: gini = 0.995, above the maximum 0.99 (max_gini)",
+        "warn: brand_share = 0.4, below the minimum 0.5 (min_brand_share)",
     ]
+    assert stages.gate_reasons({"verdict": "pass", "checks": []}) == []
 
 
 def test_resolve_inputs_wants_both_paths_and_existing_files(tmp_path):

@@ -67,25 +67,26 @@ def resolve_inputs(cfg: UnisemConfig, home: Path) -> tuple[Path, Path]:
 
 
 def gate_reasons(verdict: Mapping[str, Any]) -> list[str]:
-    """Human-readable reasons from a verdict.json: every check that warned or failed, worst first."""
-    reasons = verdict.get("reasons")
-    if isinstance(reasons, list) and reasons:
-        return [str(r) for r in reasons]
-    checks = verdict.get("checks") or []
-    if isinstance(checks, Mapping):
-        checks = [{"name": k, **(v if isinstance(v, Mapping) else {"status": v})} for k, v in checks.items()]
+    """Why the gate decided what it did: each check that tripped (its worst level only), failures first.
+
+    Reads the ``checks`` of unisem.quality's verdict.json: ``{check, measure, severity, threshold, observed,
+    passed}`` per threshold level, ``max_*`` checks tripping above the threshold and ``min_*`` below it.
+    """
+    worst: dict[str, Mapping[str, Any]] = {}
+    for check in verdict.get("checks") or ():
+        if not isinstance(check, Mapping) or check.get("passed", True):
+            continue
+        name = str(check.get("check"))
+        if name not in worst or (check.get("severity") == "fail" and worst[name].get("severity") != "fail"):
+            worst[name] = check
     out: list[tuple[int, str]] = []
-    for check in checks:
-        if not isinstance(check, Mapping):
-            continue
-        status = str(check.get("status") or check.get("severity") or check.get("outcome") or "").lower()
-        if status not in ("warn", "fail", "failed", "warning"):
-            continue
-        name = check.get("name") or check.get("check") or "check"
-        detail = check.get("message") or check.get("reason")
-        if detail is None and "observed" in check:
-            detail = f"observed {check.get('observed')}, threshold {check.get('threshold', check.get('levels'))}"
-        out.append((0 if status.startswith("fail") else 1, f"{status}: {name}" + (f" ({detail})" if detail else "")))
+    for name, check in worst.items():
+        severity = str(check.get("severity"))
+        observed, threshold = check.get("observed"), check.get("threshold")
+        side = "below the minimum" if name.startswith("min_") else "above the maximum"
+        shown = f"{observed:.4g}" if isinstance(observed, (int, float)) else str(observed)
+        out.append((0 if severity == "fail" else 1,
+                    f"{severity}: {check.get('measure', name)} = {shown}, {side} {threshold} ({name})"))
     return [text for _, text in sorted(out, key=lambda x: x[0])]
 
 
@@ -342,10 +343,10 @@ def promote(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], regi
         from unisem.registry.promotion import promote_if_better
 
         cfg = spec.config()
-        _need(registered, "version", "promote")
-        decision = promote_if_better(cfg, Path(_need(featured, "features_dir", "promote")))
-        out = decision._asdict() if hasattr(decision, "_asdict") else dict(decision)
-        return json.loads(json.dumps(out, default=str))
+        version = str(_need(registered, "version", "promote"))
+        decision = promote_if_better(cfg, Path(_need(featured, "features_dir", "promote")),
+                                     embeddings_dir=layout.embeddings, layout=layout, challenger_version=version)
+        return json.loads(json.dumps(decision._asdict(), default=str))
 
     return recorded(layout, "promote", body)
 
