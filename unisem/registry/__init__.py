@@ -1,0 +1,1 @@
+"""MLflow tracking, the unisem pyfunc model, registration with aliases, and the promotion rule."""

@@ -1,0 +1,172 @@
+"""The unisem model as an MLflow pyfunc: a file-defined PythonModel over the model folder, checked by sha256.
+
+Logged "from code" (``pyfunc_definition.py`` names the class), so loading never unpickles anything: the
+PythonModel is rebuilt from our source and the model is read from safetensors and JSON by
+``unisem.model.load_model``. Every artifact file's sha256 is recorded in the MLmodel's ``model_config`` at
+logging time and checked before anything is read, so a replaced or edited file is refused by name.
+
+``predict`` input: a DataFrame with a column ``history`` (a list of item ids per user, oldest first).
+Params: ``k`` (default 10) and ``exclude_seen`` (default true). Output: columns ``item_ids`` and ``scores``
+(lists, best first). Items of a newer catalog (text only) are added with ``add_items`` on the unwrapped
+model (``loaded.unwrap_python_model().add_items(ids, text_embeddings)``) and are then scored through their
+semantic tokens.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+try:  # the base class only; unisem.registry imports without MLflow for the pure parts
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover - mlflow is a pinned dependency
+    PythonModel = object  # type: ignore[misc,assignment]
+
+from unisem.registry.tracking import file_sha256
+
+MODEL_ARTIFACT = "model"
+MANIFEST_KEY = "artifact_sha256"
+DEFINITION_FILE = Path(__file__).with_name("pyfunc_definition.py")
+ITEM_TEXTS_FILE = "item_texts.json"
+ENCODER_FILE = "text_encoder.json"
+DEFAULT_K = 10
+
+
+class ArtifactIntegrityError(ValueError):
+    """A model artifact differs from what was logged (edited, replaced, missing or added)."""
+
+
+def build_manifest(folder: str | Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, keyed by its POSIX path relative to the folder."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def verify_manifest(folder: str | Path, manifest: dict[str, str]) -> None:
+    """Raise ``ArtifactIntegrityError`` naming the first file that does not match ``manifest``."""
+    folder = Path(folder)
+    if not manifest:
+        raise ArtifactIntegrityError(f"{folder}: the model has no artifact manifest; refusing to load it unchecked")
+    actual = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    for name in sorted(manifest):
+        path = folder / name
+        if name not in actual:
+            raise ArtifactIntegrityError(f"{path}: model artifact is missing")
+        digest = file_sha256(path)
+        if digest != manifest[name]:
+            raise ArtifactIntegrityError(
+                f"{path}: model artifact was modified after logging (sha256 {digest}, expected {manifest[name]})"
+            )
+    extra = sorted(actual - set(manifest))
+    if extra:
+        raise ArtifactIntegrityError(f"{folder / extra[0]}: unexpected file in the model artifacts (not in the manifest)")
+
+
+def stage_model_folder(
+    model_dir: str | Path, out_dir: str | Path, item_texts: list[str] | None = None, encoder_meta: dict | None = None
+) -> Path:
+    """Copy the model folder to ``out_dir`` with the item texts and the text-encoder description beside it.
+
+    The texts make the registered model self-describing (what each item was embedded from) and the
+    encoder description says which encoder must embed a new item's text for ``add_items``.
+    """
+    out = Path(out_dir)
+    shutil.copytree(model_dir, out)
+    if item_texts is not None:
+        (out / ITEM_TEXTS_FILE).write_text(json.dumps(list(item_texts)))
+    if encoder_meta is not None:
+        (out / ENCODER_FILE).write_text(json.dumps(encoder_meta, indent=2, sort_keys=True))
+    return out
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, float) and np.isnan(value):
+        return []
+    if isinstance(value, str):
+        raise ValueError(f"history must be a list of item ids, got the string {value!r}")
+    return [str(v) for v in list(value)]
+
+
+class UnisemPyfunc(PythonModel):
+    """MLflow PythonModel over ``unisem.registry.serving.ServingModel``."""
+
+    def load_context(self, context) -> None:
+        from unisem.model import load_model
+        from unisem.registry.serving import ServingModel
+
+        folder = Path(context.artifacts[MODEL_ARTIFACT])
+        verify_manifest(folder, (context.model_config or {}).get(MANIFEST_KEY, {}))
+        self.model_dir = folder
+        self.serving = ServingModel(load_model(folder))
+
+    def add_items(self, item_ids, text_embeddings) -> int:
+        """Items of a newer catalog (text embedding from the same encoder, see text_encoder.json)."""
+        return self.serving.add_items(item_ids, text_embeddings)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        params = params or {}
+        if isinstance(model_input, dict):
+            model_input = pd.DataFrame(model_input)
+        if "history" not in model_input.columns:
+            raise ValueError(f"input needs a column 'history' (lists of item ids); got {list(model_input.columns)}")
+        k = int(params.get("k", DEFAULT_K))
+        exclude_seen = bool(params.get("exclude_seen", True))
+        histories = [_as_list(h) for h in model_input["history"]]
+        recs = self.serving.recommend(histories, k=k, exclude_seen=exclude_seen)
+        return pd.DataFrame({"item_ids": recs.item_ids, "scores": recs.scores})
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for name in ("torch", "numpy", "pandas", "safetensors", "pyarrow", "PyYAML", "mlflow"):
+        try:
+            reqs.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:  # pragma: no cover
+            reqs.append(name)
+    return reqs
+
+
+def log_pyfunc(model_dir: str | Path, input_example: pd.DataFrame | None = None, name: str = "model"):
+    """Log ``model_dir`` (a staged model folder) as a pyfunc model in the active run; returns ModelInfo.
+
+    The signature is inferred from a real prediction on ``input_example`` (default: the first items of the
+    catalog as one history), so it states exactly what ``predict`` returns.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from unisem.model import load_model
+    from unisem.registry.serving import ServingModel
+
+    model_dir = Path(model_dir)
+    manifest = build_manifest(model_dir)
+    serving = ServingModel(load_model(model_dir))
+    if input_example is None:
+        input_example = pd.DataFrame({"history": [serving.item_ids[:3]]})
+    recs = serving.recommend([_as_list(h) for h in input_example["history"]], k=DEFAULT_K)
+    output = pd.DataFrame({"item_ids": recs.item_ids, "scores": recs.scores})
+    signature = infer_signature(input_example, output, params={"k": DEFAULT_K, "exclude_seen": True})
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(DEFINITION_FILE),
+        artifacts={MODEL_ARTIFACT: str(model_dir)},
+        model_config={MANIFEST_KEY: manifest},
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=_pip_requirements(),
+    )
+
+
+def load_serving(model_uri: str):
+    """The ``UnisemPyfunc`` behind a registry URI (``models:/unisem@champion``) or a logged model URI."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()

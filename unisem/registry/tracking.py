@@ -1,0 +1,237 @@
+"""Where MLflow keeps runs and models, and what a training run logs there.
+
+One function decides the tracking URI so that the CLI, the DAG and the tests always talk to the same store:
+the config wins, then ``MLFLOW_TRACKING_URI``, then SQLite under ``UNISEM_HOME`` (nothing to start by hand).
+For a local store the artifacts are kept beside the database, never in a ``./mlruns`` of whatever folder the
+command happened to run in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from unisem.config import to_dict
+from unisem.config.schema import UnisemConfig
+from unisem.home import RunLayout, default_tracking_uri
+
+# Files that describe how a folder was written rather than what it holds; excluded from data versions.
+_IGNORED_NAMES = {"_SUCCESS", "manifest.json"}
+
+
+def tracking_uri(cfg: UnisemConfig) -> str:
+    """cfg.registry.tracking_uri, else ``$MLFLOW_TRACKING_URI``, else SQLite under ``UNISEM_HOME``."""
+    return cfg.registry.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def local_artifact_root(uri: str) -> Path | None:
+    """For a SQLite store, the folder beside the database that holds its artifacts; None for a server."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent / "mlartifacts"
+    return None
+
+
+def configure(cfg: UnisemConfig) -> str:
+    """Point the mlflow module (tracking and registry) at the configured store and return its URI."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    root = local_artifact_root(uri)
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(cfg: UnisemConfig) -> str:
+    """The id of cfg.registry.experiment, created on first use with its artifacts beside a local database."""
+    import mlflow
+
+    uri = configure(cfg)
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.registry.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    root = local_artifact_root(uri)
+    location = (root / cfg.registry.experiment).as_uri() if root is not None else None
+    return client.create_experiment(cfg.registry.experiment, artifact_location=location)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys; leaves are kept as they are."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def config_params(cfg: UnisemConfig) -> dict[str, str]:
+    """The full config as MLflow params: dotted keys, lists as JSON, so every setting of a run is searchable."""
+    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else str(v) for k, v in flatten(to_dict(cfg)).items()}
+
+
+def metric_key(name: str) -> str:
+    """An MLflow-legal metric or tag key: ``full/NDCG@10`` becomes ``full/NDCG_at_10`` (MLflow rejects '@')."""
+    return re.sub(r"[^/\w.\- :]", "_", name.replace("@", "_at_"))
+
+
+def numeric_leaves(tree: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, float]:
+    """Every finite number in a nested mapping, keyed by its path joined with ``sep`` (booleans excluded)."""
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(numeric_leaves(value, name, sep))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
+    """MLflow metrics of an evaluation report (``EvaluationReport.to_dict()``): ``<split>/full/NDCG_at_10``
+    for the headline table and ``<split>/slice/<slice>/<protocol>/<metric>`` for the slices."""
+    split = str(evaluation.get("split", "test"))
+    flat = evaluation.get("metrics")
+    out: dict[str, float] = {}
+    if isinstance(flat, Mapping):
+        out.update(numeric_leaves(flat, split))
+        slices = evaluation.get("slices")
+        if isinstance(slices, Mapping):
+            out.update(numeric_leaves(slices, f"{split}/slice"))
+    else:
+        out.update(numeric_leaves(evaluation, split))
+    return {metric_key(k): v for k, v in out.items()}
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        and p.name not in _IGNORED_NAMES and not p.name.endswith(".crc")
+    )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_version(paths: Iterable[str | Path]) -> str:
+    """A sha256 over the contents of the given files and folders.
+
+    Within a folder the per-file digests are sorted, so Spark's random part-file names and listing order do
+    not change the version; the same bytes give the same version on any machine. Bookkeeping files
+    (``manifest.json``, ``_SUCCESS``, ``.crc``, hidden files) are left out because they record how a folder
+    was written, not what it holds.
+    """
+    h = hashlib.sha256()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: cannot compute a data version, the path does not exist")
+        digests = sorted(file_sha256(p) for p in _files(path))
+        h.update(f"{len(digests)}\n".encode())
+        for d in digests:
+            h.update(d.encode())
+    return h.hexdigest()
+
+
+def read_gate(layout: RunLayout) -> tuple[str | None, list[Path]]:
+    """The quality gate's verdict of this run's data and the report files to attach (empty when absent)."""
+    folder = layout.quality
+    verdict = None
+    verdict_file = folder / "verdict.json"
+    if verdict_file.exists():
+        try:
+            verdict = str(json.loads(verdict_file.read_text()).get("verdict"))
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise ValueError(f"{verdict_file}: not a JSON object with a 'verdict' field: {exc}") from exc
+    files = [p for p in (verdict_file, folder / "report.html") if p.exists()]
+    return verdict, files
+
+
+def log_history(history: Iterable[Mapping[str, Any]]) -> int:
+    """Per-epoch metrics with step = epoch (the entry's ``epoch``, else its position); returns epochs logged."""
+    import mlflow
+
+    n = 0
+    for position, entry in enumerate(history):
+        step = int(entry.get("epoch", position))
+        values = {metric_key(k): v for k, v in numeric_leaves(entry).items() if k != "epoch"}
+        if values:
+            mlflow.log_metrics(values, step=step)
+        n += 1
+    return n
+
+
+def log_training_run(
+    cfg: UnisemConfig,
+    layout: RunLayout,
+    history: Iterable[Mapping[str, Any]] = (),
+    evaluation: Mapping[str, Any] | None = None,
+    data_paths: Iterable[str | Path] | None = None,
+) -> dict[str, str]:
+    """Log one training run into the active MLflow run and return the tags that describe its data.
+
+    Logged: the full config as params, per-epoch metrics, the evaluation tables (``metrics.json`` from
+    ``layout.evaluation`` or ``evaluation``) as metrics and as an artifact, every PNG plot under
+    ``layout.evaluation``, the gate verdict and report from ``layout.quality``, and the data version.
+    """
+    import mlflow
+
+    mlflow.log_params(config_params(cfg))
+    log_history(history)
+    if evaluation is None:
+        metrics_file = layout.evaluation / "metrics.json"
+        if metrics_file.exists():
+            evaluation = json.loads(metrics_file.read_text())
+    if evaluation is not None:
+        mlflow.log_metrics(evaluation_metrics(evaluation))
+        mlflow.log_dict(dict(evaluation), "evaluation/metrics.json")
+    if layout.evaluation.exists():
+        for plot in sorted(layout.evaluation.rglob("*.png")):
+            mlflow.log_artifact(str(plot), "plots")
+    verdict, quality_files = read_gate(layout)
+    for f in quality_files:
+        mlflow.log_artifact(str(f), "quality")
+    paths = list(data_paths) if data_paths is not None else [layout.features]
+    tags = {
+        "data_version": data_version(paths),
+        "gate_verdict": verdict or "unknown",
+        "code_version": code_version(),
+    }
+    mlflow.set_tags(tags)
+    return tags
+
+
+def code_version() -> str:
+    """The git commit of the unisem sources (with ``-dirty`` for local changes), or ``unknown`` outside git."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", "unisem"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "") if sha else "unknown"
