@@ -161,3 +161,14 @@ def test_bad_inputs_are_named():
     broken = make_dataset([[1, 2, 3, 99]], num_items=5)
     with pytest.raises(ValueError, match=r"user 'u0' \(index 0\) .* item index 99"):
         compute_ranks(fixed_scorer([0.0] * 6), broken, CFG, protocols=("full",))
+
+
+def test_negatives_stay_valid_when_blocks_are_small(monkeypatch):
+    import unisem.evaluate.protocols as protocols
+
+    monkeypatch.setattr(protocols, "NEGATIVE_BLOCK_KEYS", 1000)  # 6 users per block for 151 columns
+    data = cyclic_dataset(num_users=50, num_items=150)
+    neg = protocols.sample_negatives(data, 99, seed=5)
+    for u in range(data.num_users):
+        touched = set(data.histories[u].tolist()) | {int(data.valid_items[u]), int(data.test_items[u])}
+        assert len(set(neg[u].tolist()) - touched) == 99
