@@ -1,0 +1,33 @@
+"""``unisem features``: the Spark feature job (vocabularies, sequences, splits, item texts)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "features",
+        parents=[common],
+        help="build the training inputs (features folder) from a catalog and an interaction log on Spark",
+    )
+    p.add_argument("--catalog", required=True, help="catalog Parquet (data contract)")
+    p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
+    p.add_argument("--out", required=True, help="features folder to write (replaced atomically)")
+    p.add_argument("--previous", default=None, help="last run's features folder: known ids keep their index")
+    p.set_defaults(handler=_features)
+
+
+def _features(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from unisem.cli import config_from_args
+    from unisem.data.features import build_features
+
+    cfg = config_from_args(args)
+    out = build_features(cfg, Path(args.catalog), Path(args.interactions), Path(args.out),
+                         previous=Path(args.previous) if args.previous else None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"features: {manifest['items']} items, {manifest['users']} users, "
+          f"{manifest['interactions_used']} interactions used -> {out}")
+    return 0

@@ -1,0 +1,36 @@
+"""``unisem validate``: the data-quality gate (exit 0 pass or warn, 3 fail, 1 unreadable input)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "validate",
+        parents=[common],
+        help="run the data-quality gate (Spark + Great Expectations) over a catalog and an interaction log",
+        description="Writes verdict.json, report.html and data_docs/ into --out. Exit status: 0 pass or warn, "
+        "3 fail, 1 error (bad arguments, unreadable input).",
+    )
+    p.add_argument("--catalog", required=True, help="catalog Parquet (data contract)")
+    p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--home", default=None, help="UNISEM_HOME holding the drift baseline (default: $UNISEM_HOME)")
+    p.set_defaults(handler=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from unisem.cli import config_from_args
+    from unisem.quality.gate import run_gate
+
+    cfg = config_from_args(args)
+    result = run_gate(cfg, Path(args.catalog), Path(args.interactions), Path(args.out),
+                      home=Path(args.home) if args.home else None)
+    crossed = [c for c in result.checks if not c.passed]
+    print(f"quality gate: {result.verdict.upper()} ({len(crossed)} thresholds crossed)")
+    for c in sorted(crossed, key=lambda c: c.severity != "fail"):
+        print(f"  {c.severity}: quality.{c.check} observed {c.observed:.6g}, threshold {c.threshold:g}")
+    print(f"verdict: {result.verdict_path}\nreport:  {result.report_path}")
+    return result.exit_code

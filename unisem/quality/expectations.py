@@ -1,0 +1,149 @@
+"""Great Expectations 1.x suites run on the gate's Spark DataFrames, with a Data Docs site as output.
+
+Three suites, each validated by one checkpoint run that also updates the Data Docs site:
+
+- ``catalog_text_quality`` on the catalog rows: ids present and unique, titles present, lengths sane, no
+  HTML markup, prices in range. Data Docs shows example offending values, which the measures cannot.
+- ``interaction_log`` on the interaction rows: ids present, an order column present.
+- ``gate_checks`` on the one-row table of measures (pandas: it is already on the driver): every [warn, fail] level of every configured check as
+  an expectation with GX severity ``warning`` or ``critical``, so Data Docs lists the same thresholds that
+  decide the verdict.
+Thresholds come from ``QualityConfig``; row-level suites use the warn level as ``mostly``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, NamedTuple
+
+from unisem.config import UnisemConfig
+from unisem.quality.checks import FAIL, threshold_checks
+from unisem.quality.measures import HTML_PATTERN
+
+SITE_NAME = "unisem_gate"
+
+
+class SuiteOutcome(NamedTuple):
+    suite: str
+    success: bool
+    evaluated: int
+    failed_critical: int
+    failed_warning: int
+
+    def to_dict(self) -> dict:
+        return self._asdict()
+
+
+def _context(docs_dir: Path):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site(
+        site_name=SITE_NAME,
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return context
+
+
+def _catalog_suite(cfg: UnisemConfig):
+    import great_expectations as gx
+
+    q = cfg.quality
+    e = gx.expectations
+    warn = "warning"
+    return [
+        e.ExpectColumnValuesToNotBeNull(column="item_id"),
+        e.ExpectColumnValuesToBeUnique(column="item_id"),
+        e.ExpectColumnValuesToNotBeNull(column="title", mostly=q.min_title_share[0], severity=warn),
+        e.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1, max_value=1000, severity=warn),
+        e.ExpectColumnValuesToNotMatchRegex(
+            column="title", regex=HTML_PATTERN, mostly=1.0 - q.max_html_share[0], severity=warn
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="price", min_value=0, max_value=q.max_price, mostly=1.0 - q.max_invalid_price_share[0], severity=warn
+        ),
+    ]
+
+
+def _interaction_suite(columns: list[str]):
+    import great_expectations as gx
+
+    e = gx.expectations
+    suite = [
+        e.ExpectColumnValuesToNotBeNull(column="user_id"),
+        e.ExpectColumnValuesToNotBeNull(column="item_id"),
+        e.ExpectTableRowCountToBeBetween(min_value=1),
+    ]
+    return suite
+
+
+def _checks_suite(cfg: UnisemConfig, measures: Mapping[str, float | None]):
+    import great_expectations as gx
+
+    out = []
+    for check, measure, severity, threshold in threshold_checks(cfg.quality):
+        if measures.get(measure) is None:
+            continue  # not measured this run (drift without a baseline)
+        bound = {"max_value": threshold} if check.startswith("max_") else {"min_value": threshold}
+        out.append(
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column=measure,
+                severity="critical" if severity == FAIL else "warning",
+                meta={"check": f"quality.{check}", "level": severity},
+                **bound,
+            )
+        )
+    return out
+
+
+def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None], cfg: UnisemConfig, docs_dir: Path):
+    """Validate the three suites, building the Data Docs site in ``docs_dir``; returns one outcome per suite."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    import pandas as pd
+
+    context = _context(docs_dir)
+    sources = {"spark": context.data_sources.add_spark(name="spark"), "pandas": context.data_sources.add_pandas(name="pandas")}
+    # The measures are one small row already on the driver: validated with pandas, not a Spark job per metric.
+    measures_df = pd.DataFrame([{k: float(v) for k, v in measures.items() if v is not None}])
+    plan = [
+        ("catalog_text_quality", "spark", catalog, _catalog_suite(cfg)),
+        ("interaction_log", "spark", interactions, _interaction_suite(interactions.columns)),
+        ("gate_checks", "pandas", measures_df, _checks_suite(cfg, measures)),
+    ]
+    outcomes = []
+    for name, engine, frame, expectations in plan:
+        asset = sources[engine].add_dataframe_asset(name=name)
+        batch = asset.add_batch_definition_whole_dataframe(f"{name}_all")
+        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{name}_checkpoint",
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        result = checkpoint.run(batch_parameters={"dataframe": frame})
+        failed = [r for run in result.run_results.values() for r in run.results if not r.success]
+        outcomes.append(
+            SuiteOutcome(
+                suite=name,
+                success=bool(result.success),
+                evaluated=sum(len(run.results) for run in result.run_results.values()),
+                failed_critical=sum(1 for r in failed if str(r.expectation_config.severity.value) == "critical"),
+                failed_warning=sum(1 for r in failed if str(r.expectation_config.severity.value) == "warning"),
+            )
+        )
+    return outcomes

@@ -1,0 +1,126 @@
+"""The one-page HTML gate report: verdict, failing checks first, then the plots and all measures.
+
+Plots are PNG files next to the page and embedded in it (base64), so the page stays readable when copied
+alone (e.g. attached to an MLflow run).
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Mapping
+
+from unisem.quality import distribution as dist
+from unisem.quality.checks import CheckResult, failing_first
+
+PLOTS = ("long_tail.png", "lorenz.png", "title_lengths.png", "sequence_lengths.png")
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=90)
+    return plt, fig, ax
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_plots(folder: Path, item_frequency: Mapping[int, int], sequence_lengths: Mapping[int, int],
+                title_lengths: Mapping[int, int]) -> list[Path]:
+    ih = dist.histogram(item_frequency)
+    out = []
+    plt, fig, ax = _figure()
+    ranks, values = dist.long_tail(ih)
+    if len(ranks):
+        ax.plot(ranks, values, color="tab:blue")
+        ax.set_xscale("log")
+        ax.set_yscale("symlog")
+    ax.set(title="Long tail: interactions per item", xlabel="item rank (1 = most popular)", ylabel="interactions")
+    out.append(_save(plt, fig, folder / PLOTS[0]))
+
+    plt, fig, ax = _figure()
+    x, y = dist.lorenz_curve(ih)
+    ax.plot(x, y, color="tab:red", label=f"items (Gini {dist.gini(ih):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="equal popularity")
+    ax.set(title="Lorenz curve of item frequency", xlabel="share of items (least popular first)",
+           ylabel="share of interactions")
+    ax.legend(loc="upper left")
+    out.append(_save(plt, fig, folder / PLOTS[1]))
+
+    for name, hist, title, xlabel in (
+        (PLOTS[2], title_lengths, "Title length", "characters"),
+        (PLOTS[3], sequence_lengths, "Sequence length", "interactions per user"),
+    ):
+        plt, fig, ax = _figure()
+        h = dist.histogram(hist)
+        if h.units:
+            ax.bar(h.values, h.counts, width=max(1.0, (h.values.max() - h.values.min()) / 120), color="tab:green")
+            if h.values.max() > 200:
+                ax.set_xscale("symlog")
+        ax.set(title=title, xlabel=xlabel, ylabel="count")
+        out.append(_save(plt, fig, folder / name))
+    return out
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "not measured"
+    if isinstance(v, float):
+        return f"{v:.6g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    return html.escape(str(v))
+
+
+def write_report(path: Path, verdict: str, checks: list[CheckResult], measures: Mapping[str, float | None],
+                 plots: list[Path], suites: list[dict], inputs: Mapping[str, str]) -> Path:
+    colour = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}[verdict]
+    rows = []
+    for c in failing_first(checks):
+        state = "ok" if c.passed else c.severity.upper()
+        style = "" if c.passed else f' style="color:{"#c62828" if c.severity == "fail" else "#ef6c00"};font-weight:bold"'
+        op = "≤" if c.check.startswith("max_") else "≥"
+        rows.append(
+            f"<tr{style}><td>{state}</td><td>quality.{c.check}</td><td>{c.severity}</td>"
+            f"<td>{_fmt(c.observed)}</td><td>{op} {_fmt(c.threshold)}</td></tr>"
+        )
+    images = "".join(
+        f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></figure>'
+        for p in plots
+    )
+    suite_rows = "".join(
+        f"<tr><td>{html.escape(s['suite'])}</td><td>{'success' if s['success'] else 'unsuccessful'}</td>"
+        f"<td>{s['evaluated']}</td><td>{s['failed_critical']}</td><td>{s['failed_warning']}</td></tr>"
+        for s in suites
+    )
+    measure_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in sorted(measures.items()))
+    crossed = [c for c in checks if not c.passed]
+    summary = (
+        f"{sum(c.severity == 'fail' for c in crossed)} fail-level and {sum(c.severity == 'warn' for c in crossed)}"
+        f" warn-level thresholds crossed, of {len(checks)}"
+    )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>unisem data-quality gate: {verdict}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} figure{{display:inline-block;margin:4px}}</style></head>
+<body>
+<h1>Data-quality gate: <span style="color:{colour}">{verdict.upper()}</span></h1>
+<p>{summary}. Catalog <code>{html.escape(inputs.get('catalog', ''))}</code>, interactions
+<code>{html.escape(inputs.get('interactions', ''))}</code>. Great Expectations Data Docs:
+<a href="data_docs/index.html">data_docs/index.html</a>; machine-readable verdict: <a href="verdict.json">verdict.json</a>.</p>
+<h2>Checks (failing first)</h2>
+<table><tr><th>state</th><th>setting</th><th>severity</th><th>observed</th><th>threshold</th></tr>{''.join(rows)}</table>
+<h2>Plots</h2>{images}
+<h2>Great Expectations suites</h2>
+<table><tr><th>suite</th><th>result</th><th>expectations</th><th>critical failed</th><th>warning failed</th></tr>{suite_rows}</table>
+<h2>All measures</h2><table>{measure_rows}</table>
+</body></html>
+"""
+    path.write_text(page)
+    return path
