@@ -33,5 +33,6 @@ def spark():
     from unisem.data.spark import spark_session
 
     session = spark_session("local[2]", app="unisem-tests")
+    session.conf.set("spark.sql.shuffle.partitions", "2")  # tiny test data: fewer, not emptier, tasks
     yield session
     session.stop()
