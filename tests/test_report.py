@@ -40,7 +40,8 @@ def test_report_of_a_scripted_model(tmp_path, features, monkeypatch):
     codes = np.vstack([[-1, -1], np.stack([np.arange(NUM_ITEMS) % 8, np.arange(NUM_ITEMS) // 8 % 4], axis=1)])
     monkeypatch.setattr(unisem.model, "load_model", lambda _dir: ScriptedModel(data.item_ids, codes))
     out = tmp_path / "evaluation"
-    result = evaluate_model_dir(tmp_path / "model", folder, UnisemConfig(), split="test", out_dir=out)
+    history = [{"epoch": e, "loss": 1.0 / e, "valid/NDCG@10": 0.1 * e} for e in (1, 2, 3)]
+    result = evaluate_model_dir(tmp_path / "model", folder, UnisemConfig(), split="test", out_dir=out, history=history)
     assert result["split"] == "test" and result["users"] == 120 and result["items"] == NUM_ITEMS
     assert result["metrics"]["full/HR@1"] == 1.0 and result["metrics"]["sampled-99/HR@1"] == 1.0
     assert sum(result["slices"][s]["users"] for s in ("head", "torso", "tail")) == 120
@@ -54,6 +55,7 @@ def test_report_of_a_scripted_model(tmp_path, features, monkeypatch):
     table = pq.read_table(out / "semantic_ids.parquet")
     assert table.num_rows == NUM_ITEMS and table["semantic_id"].to_pylist()[9] == [1, 1]
     assert (out / "codebook_usage.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     text = format_report(result)
     assert "sampled-99" in text and "full" in text and "collision rate 100.00%" in text
 

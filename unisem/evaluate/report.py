@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from unisem.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.json"
 CODEBOOK_PLOT = "codebook_usage.png"
+TRAINING_PLOT = "training_curves.png"
 SEMANTIC_ID_TABLE = "semantic_ids.parquet"
 
 
@@ -72,11 +73,13 @@ def evaluate_model_dir(
     split: str = "test",
     out_dir: str | Path | None = None,
     batch_size: int = 512,
+    history: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model in ``model_dir`` on ``features_dir`` with ``cfg.evaluation``; return the report dict.
 
     With ``out_dir``, writes ``metrics.json`` (atomically) and, for models with semantic IDs, the
-    semantic-ID table (Parquet) and a codebook-usage plot. The model reads its last ``max_seq_len`` items
+    semantic-ID table (Parquet) and a codebook-usage plot, and with the training ``history`` (per-epoch dicts,
+    ``TrainResult.history``) the training curves. The model reads its last ``max_seq_len`` items
     as configured when it was trained (its own config), while the protocols follow ``cfg.evaluation``.
     """
     from unisem.config import to_dict
@@ -104,13 +107,23 @@ def evaluate_model_dir(
         }
     )
     if out_dir is not None:
-        write_outputs(result, model, data.item_ids, Path(out_dir))
+        write_outputs(result, model, data.item_ids, Path(out_dir), history)
     return result
 
 
-def write_outputs(result: dict[str, Any], model, item_ids: tuple[str, ...], out_dir: Path) -> Path:
-    """metrics.json, and for semantic models the semantic-ID table and the codebook plot, each atomic."""
+def write_outputs(
+    result: dict[str, Any],
+    model,
+    item_ids: tuple[str, ...],
+    out_dir: Path,
+    history: Sequence[Mapping[str, Any]] | None = None,
+) -> Path:
+    """metrics.json, the semantic-ID table and codebook plot (semantic models), training curves; each atomic."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if history:
+        from unisem.evaluate.plots import training_curves
+
+        training_curves(history, out_dir / TRAINING_PLOT, title=f"training ({result.get('diagnostics', {}).get('variant', '')})")
     if getattr(model, "semantic_ids", None) is not None:
         import pyarrow.parquet as pq
 
