@@ -98,6 +98,11 @@ class TrainingConfig:
     # The validation metric that picks the best checkpoint and stops early.
     early_stopping_metric: str = "NDCG@10"
     show_progress: bool = True
+    # full: the RQ-VAE encodes every catalog item at every step; batch: only the batch's items (with
+    # gradient), the others use their semantic IDs cached each epoch (exact for BCE; see unisem.model.items).
+    item_table: Literal["full", "batch"] = "batch"
+    # Users per bucket of similar history length (in batches): short batches skip most of the padding.
+    length_buckets: int = _f(16, min=1)
     # Ray Train (see unisem.train): workers, GPU use and CPUs per worker.
     num_workers: int = _f(1, min=0)
     use_gpu: bool = False

@@ -1,0 +1,192 @@
+"""``fit`` end to end on small data: loss, early stopping, checkpoints, resume, negatives, CLI (team B1)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from b1_synthetic import chain_dataset
+from unisem.config import DemoConfig, UnisemConfig, replace_in
+from unisem.data.dataset import SequenceDataset, sequences_from_lists, write_features
+from unisem.evaluate.protocols import evaluate
+from unisem.model import load_model
+from unisem.train import LocalRuntime, fit
+from unisem.train.examples import length_batches, sample_negatives, training_arrays
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """One thread: these models are tiny, and on a busy 2-core machine a second thread only waits."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cfg(**training):
+    return replace_in(
+        UnisemConfig(),
+        model={"dropout": 0.1},
+        training={"max_epochs": 6, "batch_size": 64, "show_progress": False, "lr": 0.005, **training},
+        quantizer={"codebook_size": 8, "code_dim": 16, "encoder_hidden": [32]},
+        evaluation={"ks": [1, 5, 10]},
+        data={"max_seq_len": 20},
+    )
+
+
+def hashed_text_embeddings(texts, dim: int = 64) -> np.ndarray:
+    """A cheap deterministic text embedding (hashed bag of words) standing in for the sentence encoder."""
+    out = np.zeros((len(texts) + 1, dim), dtype=np.float32)
+    for i, text in enumerate(texts, start=1):
+        for word in text.lower().split():
+            out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % dim] += 1.0
+        out[i] /= max(np.linalg.norm(out[i]), 1e-6)
+    return out
+
+
+def demo_dataset(items: int = 200, users: int = 500) -> SequenceDataset:
+    from unisem.data.demo import generate_demo
+
+    demo = generate_demo(DemoConfig(items=items, users=users, seed=7))
+    cat = demo.catalog.to_pylist()
+    item_ids = [r["item_id"] for r in cat]
+    texts = [f"{r['title']} {r['brand']} {' '.join(r['categories'] or [])}" for r in cat]
+    rows = sorted(demo.interactions.to_pylist(), key=lambda r: (r["user_id"], r["timestamp"], r["position"]))
+    seqs: dict[str, list[str]] = {}
+    for r in rows:
+        seqs.setdefault(r["user_id"], []).append(r["item_id"])
+    return sequences_from_lists(seqs, item_ids, texts, max_seq_len=20)
+
+
+def popularity_scores(data: SequenceDataset):
+    counts = np.bincount(np.concatenate(data.histories), minlength=data.num_items + 1).astype(np.float32)
+    counts[0] = -np.inf
+    table = torch.from_numpy(counts)
+    return lambda h: table.expand(h.shape[0], -1).clone()
+
+
+def test_loss_falls_and_history_is_reported_each_epoch(tmp_path):
+    data, text = chain_dataset()
+    runtime = LocalRuntime()
+    result = fit(tiny_cfg(max_epochs=4), data, text, tmp_path, runtime)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    assert len(runtime.reports) == 4 and runtime.reports[-1]["checkpoint_dir"] == str(tmp_path / "checkpoint")
+    assert {"rec_loss", "commit_loss", "recon_loss", "train_seconds", "valid_seconds", "valid/NDCG@10"} <= set(result.history[0])
+    assert result.best_metrics["NDCG@10"] == max(h["valid/NDCG@10"] for h in result.history)
+    assert (result.model_dir / "weights.safetensors").exists()
+
+
+@pytest.mark.parametrize("variant,loss", [("unified", "ce"), ("id-only", "bce")])
+def test_trained_model_beats_popularity_on_demo_data(tmp_path, variant, loss):
+    data = demo_dataset()
+    text = hashed_text_embeddings(data.item_texts)
+    cfg = replace_in(tiny_cfg(max_epochs=10, loss=loss, patience=3), model={"variant": variant, "dropout": 0.2})
+    result = fit(cfg, data, text, tmp_path)
+    model = load_model(result.model_dir)
+    ours = evaluate(model.score, data, cfg.evaluation, split="test", max_len=20, protocols=("full",), slices=False)
+    pop = evaluate(popularity_scores(data), data, cfg.evaluation, split="test", max_len=20, protocols=("full",), slices=False)
+    assert ours.protocols["full"]["NDCG@10"] > 1.2 * pop.protocols["full"]["NDCG@10"]
+
+
+def test_same_seed_same_training_and_early_stopping(tmp_path):
+    data, text = chain_dataset(users=120)
+    cfg = tiny_cfg(max_epochs=30, patience=2, lr=0.02)
+    a = fit(cfg, data, text, tmp_path / "a")
+    b = fit(cfg, data, text, tmp_path / "b")
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert len(a.history) < 30 and len(a.history) == a.best_epoch + 2  # stopped `patience` epochs after the best
+
+
+def test_checkpoint_resume_continues_where_it_stopped(tmp_path):
+    data, text = chain_dataset(users=120)
+    straight = fit(tiny_cfg(max_epochs=4, patience=10), data, text, tmp_path / "straight")
+    fit(tiny_cfg(max_epochs=2, patience=10), data, text, tmp_path / "resumed")
+    resumed = fit(tiny_cfg(max_epochs=4, patience=10), data, text, tmp_path / "resumed",
+                  LocalRuntime(resume=tmp_path / "resumed" / "checkpoint"))
+    assert len(resumed.history) == 4
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-5)
+    state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
+    assert state["loop"]["epoch"] == 4 and (tmp_path / "resumed" / "checkpoint" / "best" / "weights.safetensors").exists()
+
+
+def test_bce_negatives_never_include_the_users_items_or_cold_items():
+    data, _ = chain_dataset(items=30, users=50, cold=5)
+    arrays = training_arrays(data, 20)
+    warm = torch.as_tensor(np.setdiff1d(np.arange(1, 31), data.cold_items))
+    seen = torch.from_numpy(arrays.seen)
+    neg = sample_negatives(seen, (50, 20), warm, torch.Generator().manual_seed(0))
+    for u in range(50):
+        assert not set(neg[u].tolist()) & set(data.histories[u].tolist())
+    assert not set(neg.flatten().tolist()) & set(data.cold_items.tolist())
+
+
+def test_cold_items_are_never_training_targets_nor_scored_up_in_training(tmp_path):
+    data, text = chain_dataset(cold=6)
+    arrays = training_arrays(data, 20)
+    assert not set(arrays.targets.flatten().tolist()) & set(data.cold_items.tolist())
+    result = fit(tiny_cfg(max_epochs=2), data, text, tmp_path)
+    model = load_model(result.model_dir)
+    table = model.table
+    unknown = model.network.items.ids.weight[data.num_items + 1]
+    for c in data.cold_items:
+        assert torch.equal(table[c, -unknown.shape[0]:], unknown)
+
+
+def test_training_examples_are_all_prefixes():
+    data = sequences_from_lists({"u": ["a", "b", "c", "d", "e", "f"]}, list("abcdef"))
+    arrays = training_arrays(data, 5)
+    # history a b c d (e, f held out): inputs a b c -> targets b c d
+    assert arrays.inputs[0].tolist() == [0, 0, 1, 2, 3] and arrays.targets[0].tolist() == [0, 0, 2, 3, 4]
+
+
+def test_length_batches_cover_every_user_once():
+    order = np.random.default_rng(0).permutation(100)
+    lengths = np.random.default_rng(1).integers(1, 50, 100)
+    batches = length_batches(order, lengths, 8, 4, np.random.default_rng(2))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(100))
+    assert max(len(b) for b in batches) == 8
+
+
+def test_fit_works_through_a_ddp_wrapper(tmp_path):
+    import torch.distributed as dist
+
+    class DDPRuntime(LocalRuntime):
+        def prepare_model(self, model):
+            return torch.nn.parallel.DistributedDataParallel(model)
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        data, text = chain_dataset(users=80)
+        result = fit(tiny_cfg(max_epochs=2, loss="bce"), data, text, tmp_path / "out", DDPRuntime())
+    finally:
+        dist.destroy_process_group()
+    assert load_model(result.model_dir).score(torch.tensor([[0, 1, 2]])).shape == (1, data.num_items + 1)
+
+
+def test_cli_train_and_recommend(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from unisem.cli import main
+
+    data, text = chain_dataset(users=100)
+    write_features(data, tmp_path / "features")
+    (tmp_path / "emb").mkdir()
+    save_file({"embeddings": text}, str(tmp_path / "emb" / "item_embeddings.safetensors"))
+    (tmp_path / "emb" / "meta.json").write_text("{}")
+    sets = ["--set", "training.max_epochs=2", "--set", "training.show_progress=false", "--set", "quantizer.codebook_size=8",
+            "--set", "quantizer.code_dim=16", "--set", "quantizer.encoder_hidden=[32]"]
+    assert main(["train", "--features", str(tmp_path / "features"), "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "t"), *sets]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(tmp_path / "t" / "model"), "--history", "i0,i6", "-k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and [ln.split("\t")[0] for ln in lines] == ["1", "2", "3"]
+    assert not {ln.split("\t")[1] for ln in lines} & {"i0", "i6"}
+    user = data.user_ids[0]
+    assert main(["recommend", "--model", str(tmp_path / "t" / "model"), "--user", user, "--features", str(tmp_path / "features"), "-k", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["recommend", "--model", str(tmp_path / "t" / "model"), "--history", "nope", "-k", "2"]) == 1

@@ -1,0 +1,81 @@
+"""The SASRec backbone: a causal Transformer over left-padded item vectors with learned positions."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_mask(padding: torch.Tensor) -> torch.Tensor:
+    """Bool [B, 1, T, T], True where query t may attend key s: s <= t and s is a real item.
+
+    Every position may also attend to itself, so a padding query (whose keys are all padding) still has
+    one finite score instead of a row of -inf (NaN after softmax); its output is zeroed afterwards.
+    """
+    t = padding.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=padding.device).tril()
+    allowed = causal[None, :, :] & ~padding[:, None, :]
+    allowed = allowed | torch.eye(t, dtype=torch.bool, device=padding.device)[None]
+    return allowed[:, None, :, :]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"model.num_heads={heads} must divide the item vector width {dim}")
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block (attention, then a GELU feed-forward), residual connections, dropout."""
+
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), mask))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class SASRec(nn.Module):
+    """Hidden states [B, T, d] for item vectors [B, T, d] of left-padded sequences.
+
+    Positions count from the right end (the last column is always position ``max_len - 1``), so a batch
+    trimmed of its all-padding leading columns gets exactly the states of the full-width batch: training
+    batches of short histories then cost what their longest member costs, not ``max_len``.
+    """
+
+    def __init__(self, dim: int, max_len: int, blocks: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.dim, self.max_len = dim, max_len
+        self.positions = nn.Embedding(max_len, dim)
+        self.emb_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([Block(dim, heads, ffn, dropout) for _ in range(blocks)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, vectors: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        t = vectors.shape[1]
+        if t > self.max_len:
+            raise ValueError(f"sequence width {t} exceeds data.max_seq_len={self.max_len}")
+        pos = self.positions.weight[self.max_len - t :]
+        keep = (~padding).unsqueeze(-1).to(vectors.dtype)
+        x = self.emb_drop(vectors * math.sqrt(self.dim) + pos[None]) * keep
+        mask = attention_mask(padding)
+        for block in self.blocks:
+            x = block(x, mask) * keep
+        return self.norm(x) * keep

@@ -1,0 +1,126 @@
+"""Item vectors for the whole catalog, in the three variants: unified [z ; e], id-only e, semantic-only z.
+
+The table is computed once per training step from the N catalog items (the RQ-VAE runs on N rows, not on
+every padded position of every sequence), and scores are one matmul against it.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from unisem.quantize.rqvae import RQVAE
+
+VARIANTS = ("unified", "id-only", "semantic-only")
+
+
+class ItemTable(NamedTuple):
+    vectors: torch.Tensor  # [N+1, d]; row 0 (padding) is zeros
+    codes: torch.Tensor | None  # int64 [N+1, L] semantic IDs, row 0 = -1; None without semantic part
+    commit_loss: torch.Tensor  # scalar (0 without semantic part)
+    recon_loss: torch.Tensor  # scalar (0 without semantic part)
+    residual_norms: torch.Tensor | None  # [L]
+
+
+class ItemRepresentation(nn.Module):
+    """Semantic part from the item's text through the RQ-VAE, ID part from an embedding table.
+
+    Row ``N+1`` of the ID table is the shared "unknown" vector: cold items (no interactions) always use it,
+    and with ``id_dropout`` > 0 training replaces each item's ID by it at random so the model learns to
+    lean on ``z`` when the ID says nothing.
+    """
+
+    def __init__(
+        self,
+        variant: str,
+        num_items: int,
+        text_embeddings: torch.Tensor | None,
+        cold_items: torch.Tensor,
+        quantizer_cfg,
+        id_dim: int,
+        id_only_dim: int,
+        id_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"model.variant: unknown value {variant!r}; expected one of {', '.join(VARIANTS)}")
+        self.variant, self.num_items, self.id_dropout = variant, num_items, id_dropout
+        self.has_semantic = variant in ("unified", "semantic-only")
+        self.has_id = variant in ("unified", "id-only")
+        cold = torch.zeros(num_items + 1, dtype=torch.bool)
+        cold[cold_items.long()] = True
+        self.register_buffer("cold", cold)
+        self.dim = 0
+        if self.has_semantic:
+            if text_embeddings is None or text_embeddings.shape[0] != num_items + 1:
+                got = None if text_embeddings is None else tuple(text_embeddings.shape)
+                raise ValueError(f"text embeddings must have N+1={num_items + 1} rows (row 0 padding), got {got}")
+            self.register_buffer("text", text_embeddings.float().contiguous())
+            self.rqvae = RQVAE.from_config(text_embeddings.shape[1], quantizer_cfg)
+            # Semantic IDs of all items as of the last refresh (row 0 unused), for the "batch" table mode.
+            self.register_buffer("cached_codes", torch.zeros(num_items + 1, quantizer_cfg.levels, dtype=torch.long))
+            self.dim += quantizer_cfg.code_dim
+        if self.has_id:
+            width = id_dim if variant == "unified" else id_only_dim
+            self.ids = nn.Embedding(num_items + 2, width)
+            nn.init.normal_(self.ids.weight, std=width**-0.5)
+            self.dim += width
+
+    @torch.no_grad()
+    def refresh_codes(self) -> None:
+        """Encode the whole catalog (no gradient) and keep every item's semantic ID for "batch" tables.
+
+        On the first call in training mode the quantizer also sees all items once, which is where its
+        k-means initialisation takes its data from.
+        """
+        if not self.has_semantic:
+            return
+        h = self.rqvae.encoder(self.text[1:])
+        if self.training and not bool(self.rqvae.quantizer.initialized.all()):
+            self.rqvae.quantizer(h)
+        self.cached_codes[1:] = self.rqvae.quantizer.codes_of(h)
+
+    def forward(self, recon_rows: torch.Tensor | None = None, batch_items: torch.Tensor | None = None) -> ItemTable:
+        """The item table; ``recon_rows`` (item indices >= 1) limits the reconstruction loss to those items.
+
+        With ``batch_items`` (sorted unique item indices >= 1) only those items go through the RQ-VAE with
+        gradient; every other row is its cached semantic ID (``refresh_codes``) looked up in the current
+        codebooks, without gradient. Exact for BCE (whose loss touches batch items only); for full-softmax CE
+        it drops the encoder gradient of the softmax terms of items outside the batch - the price of not
+        running the encoder over the whole catalog at every step (see the benchmark for both).
+        """
+        parts: list[torch.Tensor] = []
+        zero = self.cold.new_zeros((), dtype=torch.float32)
+        codes, commit, recon, norms = None, zero, zero, None
+        if self.has_semantic and batch_items is not None:
+            out = self.rqvae(self.text[batch_items])
+            rows = batch_items if recon_rows is None else recon_rows
+            pos = torch.searchsorted(batch_items, rows)
+            recon = self.rqvae.reconstruction_loss(out.z[pos], self.text[rows])
+            with torch.no_grad():
+                self.cached_codes[batch_items] = out.codes
+                books = self.rqvae.quantizer.codebooks.detach()
+                levels = torch.arange(books.shape[0], device=books.device)
+                z_all = books[levels[None, :], self.cached_codes[1:]].sum(1)
+            z = z_all.index_put((batch_items - 1,), out.z)
+            parts.append(z)
+            codes = self.cached_codes.clone()
+            codes[0] = -1
+            commit, norms = out.commit_loss, out.residual_norms
+        elif self.has_semantic:
+            out = self.rqvae(self.text[1:])
+            rows = torch.arange(1, self.num_items + 1, device=self.text.device) if recon_rows is None else recon_rows
+            recon = self.rqvae.reconstruction_loss(out.z[rows - 1], self.text[rows])
+            parts.append(out.z)
+            codes = torch.cat([out.codes.new_full((1, out.codes.shape[1]), -1), out.codes])
+            commit, norms = out.commit_loss, out.residual_norms
+        if self.has_id:
+            index = torch.arange(1, self.num_items + 1, device=self.cold.device)
+            unknown = self.cold[1:].clone()
+            if self.training and self.id_dropout > 0:
+                unknown |= torch.rand(self.num_items, device=index.device) < self.id_dropout
+            parts.append(self.ids(torch.where(unknown, self.num_items + 1, index)))
+        vectors = torch.cat(parts, dim=1)
+        vectors = torch.cat([vectors.new_zeros(1, vectors.shape[1]), vectors])
+        return ItemTable(vectors, codes, commit, recon, norms)

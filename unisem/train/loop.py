@@ -1,0 +1,131 @@
+"""``fit``: the per-worker training function, the same in-process and on Ray Train workers.
+
+Each epoch trains on this worker's users (all prefixes of each history), then validates by full ranking on
+the "valid" split. Every worker validates the whole (synchronised) model, so all of them reach the same
+early-stopping decision without exchanging messages; only the main worker writes files.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from unisem.data.dataset import SequenceDataset
+from unisem.model.network import build_network, unwrap
+from unisem.model.recommender import Recommender
+from unisem.model.storage import save_model
+from unisem.train.checkpoint import BEST, load_checkpoint, save_checkpoint
+from unisem.train.examples import length_batches, sample_negatives, training_arrays, trim_padding
+from unisem.train.runtime import LocalRuntime, TrainRuntime
+from unisem.train.seeding import configure_threads, seed_everything
+
+CHECKPOINT_DIR, MODEL_DIR = "checkpoint", "model"
+
+
+class TrainResult(NamedTuple):
+    model_dir: Path
+    best_epoch: int
+    best_metrics: dict
+    history: list[dict]
+
+
+def validation_metrics(network, cfg, data: SequenceDataset) -> dict[str, float]:
+    """Full-ranking metrics on the validation split (B2's protocol), without slices, for speed."""
+    from unisem.evaluate.protocols import evaluate
+
+    rec = Recommender(network, cfg, data.item_ids, data.item_titles)
+    report = evaluate(rec.score, data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len, protocols=("full",), slices=False)
+    return dict(report.protocols["full"])
+
+
+def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir: Path, runtime: TrainRuntime | None = None) -> TrainResult:
+    runtime = runtime or LocalRuntime()
+    out_dir = Path(out_dir)
+    t = cfg.training
+    configure_threads()
+    seed_everything(t.seed)  # the same on every worker: identical initial weights
+    network = build_network(cfg, data.num_items, text_embeddings, data.cold_items)
+    model = runtime.prepare_model(network)
+    net = unwrap(model)
+    device = runtime.device
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sampler = torch.Generator().manual_seed(t.seed * 1009 + runtime.rank)
+
+    arrays = training_arrays(data, cfg.data.max_seq_len)
+    users = runtime.shard(arrays.users)
+    lengths = (arrays.targets > 0).sum(axis=1)
+    warm = torch.as_tensor(np.setdiff1d(np.arange(1, data.num_items + 1), data.cold_items), dtype=torch.long)
+    metric = t.early_stopping_metric
+    loop = {"epoch": 0, "best_epoch": -1, "best_value": -math.inf, "best_metrics": {}, "bad_epochs": 0, "history": []}
+    model_dir, ckpt_dir = out_dir / MODEL_DIR, out_dir / CHECKPOINT_DIR
+
+    resume = runtime.resume_from()
+    if resume is not None:
+        loop = load_checkpoint(Path(resume), net, opt, sampler)
+        if runtime.is_main and (Path(resume) / BEST).exists() and Path(resume) / BEST != model_dir:
+            if not model_dir.exists():
+                shutil.copytree(Path(resume) / BEST, model_dir)
+
+    from tqdm.auto import tqdm
+
+    while loop["epoch"] < t.max_epochs and loop["bad_epochs"] < t.patience:
+        epoch = loop["epoch"]
+        model.train()
+        start = time.perf_counter()
+        rng = np.random.default_rng(t.seed + 7919 * epoch + runtime.rank)
+        batches = length_batches(rng.permutation(users), lengths, t.batch_size, t.length_buckets, rng)
+        if t.item_table == "batch":
+            net.items.refresh_codes()
+        sums = np.zeros(4)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not (t.show_progress and runtime.is_main))
+        for rows in bar:
+            inp, tgt = trim_padding(arrays.inputs[rows], arrays.targets[rows])
+            inputs, targets = torch.from_numpy(inp), torch.from_numpy(tgt)
+            negatives = None
+            if t.loss == "bce":
+                negatives = sample_negatives(torch.from_numpy(arrays.seen[rows]), tuple(inputs.shape), warm, sampler).to(device)
+            loss = model(inputs.to(device), targets.to(device), negatives)
+            opt.zero_grad(set_to_none=True)
+            loss.total.backward()
+            opt.step()
+            sums += [float(v.detach()) for v in loss]
+            bar.set_postfix(loss=f"{float(loss.total.detach()):.4f}")
+        train_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        model.eval()
+        valid = validation_metrics(net, cfg, data)
+        valid_seconds = time.perf_counter() - start
+        if metric not in valid:
+            raise ValueError(f"training.early_stopping_metric: {metric!r} is not a validation metric; have {sorted(valid)}")
+        n = max(len(batches), 1)
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(sums[0] / n),
+            "rec_loss": float(sums[1] / n),
+            "commit_loss": float(sums[2] / n),
+            "recon_loss": float(sums[3] / n),
+            "train_seconds": train_seconds,
+            "valid_seconds": valid_seconds,
+            **{f"valid/{k}": float(v) for k, v in valid.items()},
+        }
+        improved = valid[metric] > loop["best_value"]
+        if improved:
+            loop.update(best_epoch=epoch + 1, best_value=float(valid[metric]), best_metrics={k: float(v) for k, v in valid.items()}, bad_epochs=0)
+            if runtime.is_main:
+                save_model(net, cfg, data.item_ids, data.item_titles, model_dir)
+        else:
+            loop["bad_epochs"] += 1
+        loop["history"].append(record)
+        loop["epoch"] = epoch + 1
+        checkpoint = None
+        if runtime.is_main:
+            checkpoint = save_checkpoint(ckpt_dir, net, opt, loop, sampler, model_dir if model_dir.exists() else None)
+        runtime.report(record, checkpoint)
+
+    return TrainResult(model_dir, int(loop["best_epoch"]), dict(loop["best_metrics"]), list(loop["history"]))
