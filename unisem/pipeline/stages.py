@@ -272,7 +272,7 @@ def evaluate(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], tra
         cfg = spec.config()
         report = evaluate_model_dir(Path(_need(trained, "model_dir", "evaluate")),
                                     Path(_need(featured, "features_dir", "evaluate")), cfg, split="test",
-                                    out_dir=layout.evaluation)
+                                    out_dir=layout.evaluation, history=trained.get("history"))
         return {"metrics_path": str(layout.evaluation / "metrics.json"), "headline": headline_metrics(report)}
 
     return recorded(layout, "evaluate", body)
@@ -317,13 +317,14 @@ def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], eval
         existing = find_registered(cfg, spec.run_id)
         if existing is not None:
             return {**existing, "reused": True}
-        if "history" not in trained:  # the DAG passes the train result without it; the record keeps it
+        train_out = dict(trained)
+        if "history" not in train_out:  # the DAG passes the train result without it; the record keeps it
             recorded_train = read_records(layout).get("train") or {}
-            trained = {**(recorded_train.get("outputs") or {}), **trained}
-        result = TrainResult(model_dir=Path(_need(trained, "model_dir", "register")),
-                             best_epoch=int(trained.get("best_epoch", 0)),
-                             best_metrics=dict(trained.get("best_metrics") or {}),
-                             history=list(trained.get("history") or ()))
+            train_out = {**(recorded_train.get("outputs") or {}), **train_out}
+        result = TrainResult(model_dir=Path(_need(train_out, "model_dir", "register")),
+                             best_epoch=int(train_out.get("best_epoch", 0)),
+                             best_metrics=dict(train_out.get("best_metrics") or {}),
+                             history=list(train_out.get("history") or ()))
         reg = log_and_register(cfg, layout, result)
         uri = configure(cfg)
         name = cfg.registry.model_name
