@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -11,46 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from unisem.config import load_config
-from unisem.data.contract import CATALOG_SCHEMA, INTERACTIONS_SCHEMA, DataContractError
+from contract_files import write_catalog, write_events
+from unisem.data.contract import DataContractError
 from unisem.data.dataset import load_features, sequences_from_lists
 from unisem.data.features import build_features
 
 pytestmark = pytest.mark.spark
-
-
-def write_catalog(path, ids, titles=None):
-    n = len(ids)
-    table = pa.table(
-        {
-            "item_id": ids,
-            "title": titles if titles is not None else [f"Product number {i}" for i in ids],
-            "description": [None] * n,
-            "brand": ["Acme"] * n,
-            "categories": [["Makeup", "Eyes"]] * n,
-            "price": [9.5] * n,
-            "text": [None] * n,
-        },
-        schema=CATALOG_SCHEMA,
-    )
-    pq.write_table(table, path)
-    return path
-
-
-def write_events(path, events, ordered_by="position"):
-    """events: (user, item, order) tuples; order is a position or seconds since an epoch."""
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    users, items, orders = zip(*events) if events else ((), (), ())
-    table = pa.table(
-        {
-            "user_id": list(users),
-            "item_id": list(items),
-            "timestamp": [t0 + timedelta(seconds=o) for o in orders] if ordered_by == "timestamp" else [None] * len(users),
-            "position": list(orders) if ordered_by == "position" else [None] * len(users),
-        },
-        schema=INTERACTIONS_SCHEMA,
-    )
-    pq.write_table(table, path)
-    return path
 
 
 def random_log(rng: random.Random, users: int, items: list[str], lo: int = 1, hi: int = 12):
