@@ -95,7 +95,7 @@ def promote_if_better(
 
     name, metric, margin = cfg.registry.model_name, cfg.registry.promotion_metric, cfg.registry.min_improvement
     uri = configure(cfg)
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         challenger = client.get_model_version_by_alias(name, CHALLENGER) if challenger_version is None else (
             client.get_model_version(name, str(challenger_version))

@@ -21,6 +21,7 @@ from unisem.registry.tracking import (
     log_training_run,
     metric_key,
     numeric_leaves,
+    read_gate,
     tracking_uri,
 )
 
@@ -58,7 +59,7 @@ def _previous(layout: RunLayout, uri: str, name: str, digest: str) -> Registrati
     if rec.get("tracking_uri") != uri or rec.get("name") != name or rec.get("model_sha256") != digest:
         return None
     try:
-        mlflow.MlflowClient(uri).get_model_version(name, str(rec["version"]))
+        mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(name, str(rec["version"]))
     except mlflow.exceptions.MlflowException:
         return None
     return RegistrationResult(rec["run_id"], rec["model_uri"], str(rec["version"]), name, dict(rec.get("tags", {})))
@@ -93,10 +94,15 @@ def log_and_register(
     if evaluation is None and (layout.evaluation / "metrics.json").exists():
         evaluation = json.loads((layout.evaluation / "metrics.json").read_text())
 
+    verdict, _ = read_gate(layout)
+    if verdict == "fail":
+        raise RegistrationError(
+            f"{layout.quality / 'verdict.json'}: the quality gate failed for this run's data; not registering"
+        )
     name = cfg.registry.model_name
     uri = configure(cfg)
     experiment_id = ensure_experiment(cfg)
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     with tempfile.TemporaryDirectory(prefix="unisem-model-") as tmp:
         item_texts = None
@@ -116,11 +122,6 @@ def log_and_register(
         with mlflow.start_run(experiment_id=experiment_id, run_name=layout.root.name) as run:
             paths = data_paths if data_paths is not None else [p for p in (features_dir,) if p.exists()]
             tags = log_training_run(cfg, layout, train_result.history, evaluation, paths)
-            if tags["gate_verdict"] == "fail":
-                mlflow.set_tag("registration", "refused: the quality gate failed")
-                raise RegistrationError(
-                    f"{layout.quality / 'verdict.json'}: the quality gate failed for this run's data; not registering"
-                )
             mlflow.log_metric("best_epoch", float(train_result.best_epoch))
             best = {metric_key("best/valid/" + k): v for k, v in numeric_leaves(train_result.best_metrics).items()}
             if best:

@@ -48,18 +48,29 @@ def configure(cfg: UnisemConfig) -> str:
     return uri
 
 
+def client(cfg: UnisemConfig):
+    """An MlflowClient on the configured store for both tracking and registry.
+
+    Always pass both: ``MlflowClient(uri)`` alone takes its registry from the process-global registry URI,
+    which may still point at another store.
+    """
+    import mlflow
+
+    uri = configure(cfg)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def ensure_experiment(cfg: UnisemConfig) -> str:
     """The id of cfg.registry.experiment, created on first use with its artifacts beside a local database."""
     import mlflow
 
-    uri = configure(cfg)
-    client = mlflow.MlflowClient(uri)
-    exp = client.get_experiment_by_name(cfg.registry.experiment)
+    store = client(cfg)
+    exp = store.get_experiment_by_name(cfg.registry.experiment)
     if exp is not None:
         return exp.experiment_id
-    root = local_artifact_root(uri)
+    root = local_artifact_root(tracking_uri(cfg))
     location = (root / cfg.registry.experiment).as_uri() if root is not None else None
-    return client.create_experiment(cfg.registry.experiment, artifact_location=location)
+    return store.create_experiment(cfg.registry.experiment, artifact_location=location)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,308 @@
+"""MLflow tracking, the pyfunc model, registration and promotion, on a real SQLite store in tmp_path.
+
+Two tiny models are trained in-process on synthetic chains: a good one (a few epochs) and a bad one
+(learning rate 0: the random initial network), so "better" is not in doubt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from b1_synthetic import chain_dataset  # noqa: E402
+
+from unisem.config import load_config  # noqa: E402
+from unisem.data.dataset import write_features  # noqa: E402
+from unisem.home import RunLayout  # noqa: E402
+
+TINY = [
+    "quantizer.levels=2",
+    "quantizer.codebook_size=8",
+    "quantizer.code_dim=8",
+    "quantizer.encoder_hidden=[16]",
+    "quantizer.kmeans_iters=5",
+    "model.num_blocks=1",
+    "model.num_heads=1",
+    "model.ffn_dim=16",
+    "model.dropout=0.1",
+    "model.id_dim=4",
+    "data.max_seq_len=12",
+    "training.batch_size=64",
+    "training.show_progress=false",
+    "evaluation.ks=[10]",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Features, embeddings and two trained model folders (good, bad), shared by the module's tests."""
+    from unisem.train import fit
+
+    root = tmp_path_factory.mktemp("registry")
+    data, text = chain_dataset(items=60, users=300, seed=0)
+    write_features(data, root / "features")
+    (root / "embeddings").mkdir()
+    save_file({"embeddings": text}, str(root / "embeddings" / "item_embeddings.safetensors"))
+    (root / "embeddings" / "meta.json").write_text(json.dumps({"model": "synthetic", "dim": text.shape[1]}))
+    good_cfg = load_config(None, TINY + ["training.max_epochs=5", "training.lr=0.01"])
+    bad_cfg = load_config(None, TINY + ["training.max_epochs=1", "training.lr=0.0"])
+    good = fit(good_cfg, data, text, root / "good")
+    bad = fit(bad_cfg, data, text, root / "bad")
+    return {"root": root, "data": data, "text": text, "good": good, "bad": bad, "cfg": good_cfg}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh MLflow SQLite store and UNISEM_HOME per test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("UNISEM_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return home
+
+
+def _layout(home: Path, run_id: str, trained, verdict: str | None = "pass") -> RunLayout:
+    layout = RunLayout.for_run(run_id, home)
+    if verdict:
+        layout.quality.mkdir(parents=True)
+        (layout.quality / "verdict.json").write_text(json.dumps({"verdict": verdict}))
+        (layout.quality / "report.html").write_text("<html>quality</html>")
+    return layout
+
+
+# ------------------------------------------------------------------------------------------------ tracking
+
+
+def test_tracking_uri_prefers_config_then_environment_then_home(monkeypatch, tmp_path):
+    from unisem.registry.tracking import local_artifact_root, tracking_uri
+
+    monkeypatch.setenv("UNISEM_HOME", str(tmp_path / "h"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(load_config()) == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+    assert local_artifact_root(tracking_uri(load_config())) == tmp_path / "h" / "mlartifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert tracking_uri(load_config()) == "http://mlflow:5000"
+    assert local_artifact_root("http://mlflow:5000") is None
+    assert tracking_uri(load_config(None, ["registry.tracking_uri=sqlite:////x/y.db"])) == "sqlite:////x/y.db"
+
+
+def test_data_version_depends_on_content_not_on_file_names(tmp_path):
+    from unisem.registry.tracking import data_version
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, names in ((a, ("part-1.parquet", "part-2.parquet")), (b, ("part-x.parquet", "part-y.parquet"))):
+        folder.mkdir()
+        (folder / names[0]).write_bytes(b"one")
+        (folder / names[1]).write_bytes(b"two")
+        (folder / "manifest.json").write_text(json.dumps({"written_at": str(folder)}))
+    assert data_version([a]) == data_version([b])
+    (b / "part-y.parquet").write_bytes(b"changed")
+    assert data_version([a]) != data_version([b])
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        data_version([tmp_path / "nowhere"])
+
+
+def test_metric_keys_are_mlflow_legal():
+    from unisem.registry.tracking import config_params, evaluation_metrics, metric_key
+
+    assert metric_key("full/NDCG@10") == "full/NDCG_at_10"
+    report = {"split": "test", "metrics": {"full/NDCG@10": 0.5, "sampled-99/HR@1": 0.25},
+              "slices": {"tail": {"full": {"NDCG@10": 0.1}, "users": 3}}}
+    assert evaluation_metrics(report) == {
+        "test/full/NDCG_at_10": 0.5, "test/sampled-99/HR_at_1": 0.25,
+        "test/slice/tail/full/NDCG_at_10": 0.1, "test/slice/tail/users": 3.0,
+    }
+    params = config_params(load_config())
+    assert params["training.lr"] == "0.001" and params["evaluation.ks"] == "[1, 5, 10, 20]"
+
+
+# ------------------------------------------------------------------------------------------------ promotion rule
+
+
+@pytest.mark.parametrize(
+    "challenger, champion, margin, promoted",
+    [(0.3, None, 0.0, True), (0.31, 0.30, 0.0, True), (0.30, 0.30, 0.0, False), (0.29, 0.30, 0.0, False),
+     (0.305, 0.30, 0.01, False), (0.311, 0.30, 0.01, True), (float("nan"), 0.3, 0.0, False)],
+)
+def test_decide(challenger, champion, margin, promoted):
+    from unisem.registry.promotion import decide
+
+    ok, reason = decide(challenger, champion, margin, "full/NDCG@10")
+    assert ok is promoted
+    assert "full/NDCG@10" in reason
+
+
+# ------------------------------------------------------------------------------------------------ serving
+
+
+def test_new_catalog_item_is_scored_through_its_semantic_tokens(trained):
+    from unisem.model import load_model
+    from unisem.registry.serving import ServingModel
+
+    serving = ServingModel(load_model(trained["good"].model_dir))
+    rec = serving.recommender
+    # a "new" item whose text is item i5's text: same semantic vector, the unknown ID vector
+    assert serving.add_items(["new-item", "i5"], trained["text"][[6, 6]]) == 1  # i5 is known: skipped
+    new_index = serving.index["new-item"]
+    assert new_index == rec.table.shape[0] - 1 == 61
+    sem = rec.table[:, : rec.network.items.rqvae.quantizer.codebooks.shape[-1]]
+    assert np.allclose(sem[new_index].detach().numpy(), sem[6].detach().numpy(), atol=1e-5)
+    unknown = rec.network.items.ids.weight[rec.network.items.num_items + 1].detach().numpy()
+    assert np.allclose(rec.table[new_index, sem.shape[1]:].detach().numpy(), unknown)
+    assert (rec.semantic_ids[new_index] == rec.semantic_ids[6]).all()
+    out = serving.recommend([["i0", "i6"]], k=61, exclude_seen=True)
+    assert "new-item" in out.item_ids[0] and not {"i0", "i6"} & set(out.item_ids[0])
+    assert len(out.item_ids[0]) == 59  # 61 items minus the 2 seen
+    # a history can hold the new item too
+    assert serving.recommend([["new-item"]], k=3).item_ids[0]
+    with pytest.raises(ValueError, match="width"):
+        serving.add_items(["bad"], np.zeros((1, 5), dtype=np.float32))
+
+
+def test_aligned_scores_map_between_vocabularies(trained):
+    import torch
+
+    from unisem.model import load_model
+    from unisem.registry.serving import ServingModel
+
+    serving = ServingModel(load_model(trained["good"].model_dir))
+    own = serving.recommender.score(torch.tensor([[0, 0, 1, 2]]))
+    # another vocabulary: reversed order, plus one item the model does not know
+    other = list(reversed(serving.item_ids)) + ["unseen"]
+    fn = serving.aligned_score_fn(other)
+    hist = torch.tensor([[0, other.index("i0") + 1, other.index("unseen") + 1, other.index("i1") + 1]])
+    scores = fn(hist)
+    assert scores.shape == (1, len(other) + 1)
+    assert scores[0, 0] == float("-inf") and scores[0, len(other)] == float("-inf")
+    for j, item in enumerate(other[:-1]):
+        assert torch.isclose(scores[0, j + 1], own[0, serving.index[item]])
+
+
+# ------------------------------------------------------------------------------------------------ MLflow
+
+
+def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(trained, store):
+    from unisem.model import load_model
+    from unisem.registry.registration import log_and_register
+    from unisem.registry.serving import ServingModel
+    from unisem.registry.tracking import client as registry_client
+    from unisem.registry.tracking import tracking_uri
+
+    cfg = trained["cfg"]
+    layout = _layout(store, "run-1", trained)
+    result = log_and_register(cfg, layout, trained["good"], features_dir=trained["root"] / "features",
+                              embeddings_dir=trained["root"] / "embeddings")
+    assert result.version == "1" and result.model_uri == "models:/unisem/1"
+
+    client = registry_client(cfg)
+    mv = client.get_model_version_by_alias("unisem", "challenger")
+    assert str(mv.version) == "1"
+    assert mv.tags["gate_verdict"] == "pass" and len(mv.tags["data_version"]) == 64 and mv.tags["code_version"]
+    assert float(mv.tags["best_epoch"]) == trained["good"].best_epoch
+    run = client.get_run(result.run_id)
+    assert run.data.params["training.lr"] == "0.01" and run.data.params["quantizer.levels"] == "2"
+    curve = client.get_metric_history(result.run_id, "valid/NDCG_at_10")
+    assert [m.step for m in curve] == [1, 2, 3, 4, 5]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "quality")}
+    assert artifacts == {"quality/verdict.json", "quality/report.html"}
+    assert (layout.registry / "registration.json").exists()
+    info = mlflow.models.get_model_info("models:/unisem/1")
+    assert info.signature.inputs.input_names() == ["history"]
+    assert {p.name: p.default for p in info.signature.params} == {"k": 10, "exclude_seen": True}
+    assert info.saved_input_example_info is not None
+    # a rerun of the same run folder with the same model adds no version
+    again = log_and_register(cfg, layout, trained["good"], features_dir=trained["root"] / "features",
+                             embeddings_dir=trained["root"] / "embeddings")
+    assert again.version == "1" and len(client.search_model_versions("name='unisem'")) == 1
+
+    histories = [["i0", "i1", "i2"], ["i7"], ["i3", "i9", "i15", "i21", "i27"], []]
+    script = f"""
+import json, mlflow, pandas as pd
+mlflow.set_tracking_uri({tracking_uri(cfg)!r})
+model = mlflow.pyfunc.load_model("models:/unisem@challenger")
+out = model.predict(pd.DataFrame({{"history": {histories!r}}}), params={{"k": 7}})
+print("RESULT" + json.dumps({{"ids": [list(x) for x in out["item_ids"]], "scores": [list(map(float, x)) for x in out["scores"]]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(proc.stdout.split("RESULT", 1)[1])
+
+    memory = load_model(trained["good"].model_dir)
+    expect = ServingModel(memory).recommend(histories, k=7)
+    assert fresh["ids"] == expect.item_ids
+    np.testing.assert_allclose(np.array(fresh["scores"][:3]), np.array(expect.scores[:3]), rtol=1e-6)
+    # ... which is what the Recommender itself returns for the same histories in index form
+    import torch
+
+    from unisem.data.dataset import pad_left
+
+    idx = [[memory.index_of(i) for i in h] for h in histories[:3]]
+    items, _ = memory.recommend(torch.as_tensor(pad_left([np.array(r) for r in idx], 12)), k=7)
+    assert [[memory.item_ids[i - 1] for i in row] for row in items.tolist()] == fresh["ids"][:3]
+    assert len(fresh["ids"][3]) == 7  # an empty history still gets recommendations
+
+
+def test_tampered_artifact_is_rejected_naming_the_file(trained, store):
+    from unisem.registry.pyfunc_model import ArtifactIntegrityError
+    from unisem.registry.registration import log_and_register
+
+    cfg = trained["cfg"]
+    log_and_register(cfg, _layout(store, "run-t", trained), trained["good"])
+    weights = [p for p in (store / "mlartifacts").rglob("weights.safetensors")]
+    assert len(weights) == 1
+    data = bytearray(weights[0].read_bytes())
+    data[-1] ^= 0xFF
+    weights[0].write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match=r"weights\.safetensors: model artifact was modified"):
+        mlflow.pyfunc.load_model("models:/unisem@challenger")
+
+
+def test_a_failed_gate_is_not_registered(trained, store):
+    from unisem.registry.registration import RegistrationError, log_and_register
+
+    with pytest.raises(RegistrationError, match="quality gate failed"):
+        log_and_register(trained["cfg"], _layout(store, "run-f", trained, verdict="fail"), trained["bad"])
+
+
+def test_promotion_picks_the_better_model_and_refuses_the_worse(trained, store):
+    from unisem.registry.promotion import promote_if_better
+    from unisem.registry.registration import log_and_register
+    from unisem.registry.tracking import client as registry_client
+    from unisem.registry.tracking import tracking_uri
+
+    cfg = trained["cfg"]
+    features, embeddings = trained["root"] / "features", trained["root"] / "embeddings"
+    client = registry_client(cfg)
+
+    def register_and_promote(run_id: str, model):
+        layout = _layout(store, run_id, trained)
+        reg = log_and_register(cfg, layout, model)
+        return reg, promote_if_better(cfg, features, embeddings, layout=layout), layout
+
+    reg1, first, _ = register_and_promote("r1", trained["bad"])
+    assert first.promoted and first.champion_version is None and "first model" in first.reason
+    reg2, better, layout2 = register_and_promote("r2", trained["good"])
+    assert better.promoted and better.champion_version == reg1.version
+    assert better.challenger_value > better.champion_value
+    assert str(client.get_model_version_by_alias("unisem", "champion").version) == reg2.version
+    record = json.loads((layout2.registry / "promotion.json").read_text())
+    assert record["promoted"] and record["challenger_value"] == better.challenger_value
+    assert record["champion_value"] == better.champion_value
+
+    reg3, worse, _ = register_and_promote("r3", trained["bad"])
+    assert not worse.promoted and "champion stays" in worse.reason
+    assert worse.champion_version == reg2.version and worse.challenger_value < worse.champion_value
+    assert str(client.get_model_version_by_alias("unisem", "champion").version) == reg2.version
+    assert str(client.get_model_version_by_alias("unisem", "challenger").version) == reg3.version
+    tags = client.get_model_version("unisem", reg3.version).tags
+    assert tags["promotion.decision"] == "refused" and float(tags["promotion.champion_value"]) > 0
+    # the champion was re-evaluated on today's data: the same number as when it was the challenger
+    assert worse.champion_value == pytest.approx(better.challenger_value)
