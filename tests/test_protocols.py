@@ -166,9 +166,20 @@ def test_bad_inputs_are_named():
 def test_negatives_stay_valid_when_blocks_are_small(monkeypatch):
     import unisem.evaluate.protocols as protocols
 
-    monkeypatch.setattr(protocols, "NEGATIVE_BLOCK_KEYS", 1000)  # 6 users per block for 151 columns
+    monkeypatch.setattr(protocols, "NEGATIVE_BLOCK_USERS", 7)
+    monkeypatch.setattr(protocols, "NEGATIVE_BLOCK_KEYS", 1000)  # 6 users per block in the exact draw
     data = cyclic_dataset(num_users=50, num_items=150)
     neg = protocols.sample_negatives(data, 99, seed=5)
     for u in range(data.num_users):
         touched = set(data.histories[u].tolist()) | {int(data.valid_items[u]), int(data.test_items[u])}
-        assert len(set(neg[u].tolist()) - touched) == 99
+        assert len(set(neg[u].tolist()) - touched - {0}) == 99
+
+
+def test_users_who_touched_much_of_the_catalog_get_an_exact_uniform_draw():
+    # 15 untouched items of 20, 12 negatives: rejection sampling often runs short, the exact draw takes over.
+    # Every untouched item must be chosen with probability 12 / 15 either way.
+    data = make_dataset([[1, 2, 3, 4, 5]] * 4000, num_items=20)
+    neg = sample_negatives(data, 12, seed=0)
+    assert (neg > 5).all() and all(len(set(row)) == 12 for row in neg.tolist())
+    counts = np.bincount(neg.ravel(), minlength=21)[6:]
+    assert np.all(np.abs(counts - 4000 * 12 / 15) < 0.05 * 4000 * 12 / 15)

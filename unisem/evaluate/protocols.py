@@ -13,7 +13,8 @@ Choices, fixed here once for every model:
   cannot know it.
 - **sampled-N** ranks the target against N negatives drawn uniformly, without replacement, from the items the
   user never touched (history, validation and test items). They are drawn once per dataset from
-  ``EvaluationConfig.seed`` - identical across models, runs, epochs, batch sizes and both splits. A user with
+  ``EvaluationConfig.seed`` - identical across models, runs, epochs, batch sizes and both splits (they
+  depend on the seed, the users' order and what each user touched). A user with
   fewer than N untouched items is ranked against all of them (tiny catalogs only; a warning says so).
 - **ties are pessimistic**: a candidate scoring the same as the target counts as ranked above it, so a model
   cannot gain by giving many items the same score (a constant scorer gets the worst rank, not the best).
@@ -38,9 +39,10 @@ from unisem.evaluate.metrics import metrics_from_ranks
 FULL = "full"
 SAMPLED_PREFIX = "sampled-"
 _SAMPLED = re.compile(r"^sampled-([1-9][0-9]*)$")
-# Users per block when drawing negatives (fewer for huge catalogs, to bound memory at about 64 MB of keys).
-# It depends only on the catalog size, so the draw never depends on the caller's batch size.
-NEGATIVE_BLOCK_USERS = 1024
+# Users per block when drawing negatives, and the most random keys one block of the exact fallback draw may
+# hold (16M keys, 128 MB); both are constants or depend on the catalog only, so the draw never depends on the
+# caller's batch size.
+NEGATIVE_BLOCK_USERS = 16384
 NEGATIVE_BLOCK_KEYS = 1 << 24
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -148,43 +150,79 @@ def check_item_range(data: SequenceDataset) -> tuple[np.ndarray, np.ndarray]:
 def sample_negatives(data: SequenceDataset, n: int, seed: int) -> np.ndarray:
     """int64 [users, n]: per user, ``n`` distinct items it never touched, uniformly at random; 0 = none left.
 
-    Vectorised: for a block of users, every item gets a uniform random key, touched items (and padding) get
-    a key above all others, and the ``n`` smallest keys are a uniform sample without replacement. Exact and
-    simple, at O(users x items) random numbers - about as much work as scoring every user once for full
-    ranking, and done once per dataset (see ``cached_negatives``).
+    Vectorised rejection sampling: every user gets a row of ``2n + 16`` uniform draws from 1..N; draws of
+    touched items and repeats are dropped and the first ``n`` survivors kept - in draw order each survivor
+    is uniform over the untouched items not yet chosen, so this is an exact uniform sample without
+    replacement, at O(users x n) work whatever the catalog size. The rare user left short (a catalog too
+    small, or one who touched most of it) is drawn exactly by random keys over the whole catalog instead.
     """
     if n < 1:
         raise ValueError(f"evaluation.sampled_negatives must be at least 1, got {n}")
-    num_users, width = data.num_users, data.num_items + 1
+    num_users, num_items = data.num_users, data.num_items
     out = np.zeros((num_users, n), dtype=np.int64)
-    if num_users == 0 or data.num_items == 0:
+    if num_users == 0 or num_items == 0:
         return out
     user_of, items = check_item_range(data)
-    order = np.argsort(user_of, kind="stable")
-    user_of, items = user_of[order], items[order]
-    block_users = max(1, min(NEGATIVE_BLOCK_USERS, NEGATIVE_BLOCK_KEYS // width))
-    bounds = np.searchsorted(user_of, np.arange(0, num_users + block_users, block_users))
-    generator = torch.Generator().manual_seed(int(seed))
+    width = num_items + 1
+    touched_keys = np.unique(user_of * width + items)  # sorted (user, item) pairs
+    rng = np.random.default_rng(seed)
+    draws = 2 * n + 16
+    short: list[np.ndarray] = []
+    for start in range(0, num_users, NEGATIVE_BLOCK_USERS):
+        stop = min(start + NEGATIVE_BLOCK_USERS, num_users)
+        users = np.arange(start, stop, dtype=np.int64)
+        cand = rng.integers(1, width, size=(len(users), draws), dtype=np.int64)
+        keep = ~_sorted_contains(touched_keys, users[:, None] * width + cand)
+        order = np.argsort(cand, axis=1, kind="stable")  # equal draws stay in draw order: later ones repeat
+        ordered = np.take_along_axis(cand, order, axis=1)
+        repeat = np.zeros_like(keep)
+        np.put_along_axis(repeat, order[:, 1:], ordered[:, 1:] == ordered[:, :-1], axis=1)
+        keep &= ~repeat
+        rank = np.cumsum(keep, axis=1)
+        done = rank[:, -1] >= n
+        chosen = keep & (rank <= n)
+        out[users[done]] = cand[done][chosen[done]].reshape(-1, n)
+        short.append(users[~done])
+    short_users = np.concatenate(short)
+    if len(short_users):
+        out[short_users] = _negatives_by_keys(short_users, user_of, items, width, n, rng)
+        untouched = num_items - np.bincount(touched_keys // width, minlength=num_users)[short_users]
+        if (few := int((untouched < n).sum())):
+            warnings.warn(
+                f"{few} of {num_users} users have fewer than {n} untouched items; they are ranked against all "
+                f"their untouched items (a catalog of {num_items} items is too small for sampled-{n})",
+                stacklevel=2,
+            )
+    return out
+
+
+def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """bool, same shape as ``keys``: which of them occur in the sorted array ``sorted_keys``."""
+    if not len(sorted_keys):
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys
+
+
+def _negatives_by_keys(
+    users: np.ndarray, user_of: np.ndarray, items: np.ndarray, width: int, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Exact draw for a few users: a uniform key per item, touched items (and padding) keyed above all
+    others, the ``n`` smallest keys win; slots beyond a user's untouched items stay 0."""
+    out = np.zeros((len(users), n), dtype=np.int64)
     k = min(n, width)
-    short_users = 0
-    for block, start in enumerate(range(0, num_users, block_users)):
-        stop = min(start + block_users, num_users)
-        lo, hi = bounds[block], bounds[block + 1]
-        touched = np.zeros((stop - start, width), dtype=bool)
-        touched[:, 0] = True
-        touched[user_of[lo:hi] - start, items[lo:hi]] = True
-        keys = torch.rand((stop - start, width), generator=generator)
-        keys.masked_fill_(torch.from_numpy(touched), 2.0)
-        values, chosen = torch.topk(keys, k, dim=1, largest=False, sorted=True)
-        chosen = chosen.masked_fill(values > 1.0, 0)
-        out[start:stop, :k] = chosen.numpy()
-        short_users += int((values[:, -1] > 1.0).sum()) if k == n else stop - start
-    if short_users:
-        warnings.warn(
-            f"{short_users} of {num_users} users have fewer than {n} untouched items; they are ranked against all "
-            f"their untouched items (a catalog of {data.num_items} items is too small for sampled-{n})",
-            stacklevel=2,
-        )
+    mine = np.isin(user_of, users)
+    rows = np.searchsorted(users, user_of[mine])  # users is sorted
+    cols = items[mine]
+    block = max(1, NEGATIVE_BLOCK_KEYS // width)
+    for start in range(0, len(users), block):
+        stop = min(start + block, len(users))
+        keys = rng.random((stop - start, width))
+        keys[:, 0] = 2.0
+        in_block = (rows >= start) & (rows < stop)
+        keys[rows[in_block] - start, cols[in_block]] = 2.0
+        chosen = np.argsort(keys, axis=1, kind="stable")[:, :k]
+        out[start:stop, :k] = np.where(np.take_along_axis(keys, chosen, axis=1) > 1.0, 0, chosen)
     return out
 
 
