@@ -115,3 +115,13 @@ def test_cli_reports_a_missing_model_folder(tmp_path, features, capsys):
     _, folder = features
     assert main(["evaluate", "--model", str(tmp_path / "nope"), "--features", str(folder)]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_cli_json_output_of_the_valid_split(tmp_path, features, monkeypatch, capsys):
+    data, folder = features
+    monkeypatch.setattr(unisem.model, "load_model", lambda _dir: ScriptedModel(data.item_ids))
+    args = ["evaluate", "--model", str(tmp_path / "m"), "--features", str(folder), "--split", "valid", "--json"]
+    assert main([*args, "--set", "evaluation.ks=[1,3]"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["split"] == "valid"
+    assert set(printed["protocols"]["full"]) == {"HR@1", "HR@3", "NDCG@1", "NDCG@3", "MRR"}
