@@ -98,8 +98,8 @@ class TrainingConfig:
     # The validation metric that picks the best checkpoint and stops early.
     early_stopping_metric: str = "NDCG@10"
     show_progress: bool = True
-    # full: the RQ-VAE encodes every catalog item at every step; batch: only the batch's items (with
-    # gradient), the others use their semantic IDs cached each epoch (exact for BCE; see unisem.model.items).
+    # full: the RQ-VAE encodes every catalog item at every step; batch: with loss=bce (where it is exact),
+    # only the batch's items, the others use their semantic IDs cached each epoch. CE always encodes all.
     item_table: Literal["full", "batch"] = "batch"
     # Users per bucket of similar history length (in batches): short batches skip most of the padding.
     length_buckets: int = _f(16, min=1)

@@ -86,9 +86,10 @@ class ItemRepresentation(nn.Module):
 
         With ``batch_items`` (sorted unique item indices >= 1) only those items go through the RQ-VAE with
         gradient; every other row is its cached semantic ID (``refresh_codes``) looked up in the current
-        codebooks, without gradient. Exact for BCE (whose loss touches batch items only); for full-softmax CE
-        it drops the encoder gradient of the softmax terms of items outside the batch - the price of not
-        running the encoder over the whole catalog at every step (see the benchmark for both).
+        codebooks, without gradient. Exact for BCE (whose loss touches batch items only); NOT for full-softmax
+        CE: there the items outside the batch sit in the denominator without gradient, and the encoder learns
+        to inflate every batch item against them - on Beauty the encoder outputs diverged within 30 steps -
+        so the network uses this path for BCE only.
         """
         parts: list[torch.Tensor] = []
         zero = self.cold.new_zeros((), dtype=torch.float32)

@@ -28,7 +28,9 @@ class UnisemNetwork(nn.Module):
         m = cfg.model
         self.loss_name = cfg.training.loss
         self.lambda_rq, self.lambda_text = cfg.training.lambda_rq, cfg.training.lambda_text
-        self.batch_table = cfg.training.item_table == "batch"
+        # Only exact for BCE: with a full softmax, items outside the batch would sit in the denominator
+        # without gradient, and the encoder learns to inflate every batch item against them (it diverges).
+        self.batch_table = cfg.training.item_table == "batch" and cfg.training.loss == "bce"
         self.items = ItemRepresentation(
             m.variant, num_items, text_embeddings, cold_items, cfg.quantizer, m.id_dim, m.id_only_dim, m.id_dropout
         )

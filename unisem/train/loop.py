@@ -76,7 +76,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
     while loop["epoch"] < t.max_epochs and loop["bad_epochs"] < t.patience:
         epoch = loop["epoch"]
         model.train()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         rng = np.random.default_rng(t.seed + 7919 * epoch + runtime.rank)
         batches = length_batches(rng.permutation(users), lengths, t.batch_size, t.length_buckets, rng)
         if t.item_table == "batch":
@@ -112,6 +112,8 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             "recon_loss": float(sums[3] / n),
             "train_seconds": train_seconds,
             "valid_seconds": valid_seconds,
+            # process CPU time (all threads): on a shared machine wall time says more about the neighbours
+            "cpu_seconds": time.process_time() - cpu_start,
             **{f"valid/{k}": float(v) for k, v in valid.items()},
         }
         improved = valid[metric] > loop["best_value"]

@@ -1,0 +1,193 @@
+"""The Amazon Beauty benchmark: one model variant per invocation, merged into benchmarks/results/beauty.json.
+
+    python benchmarks/beauty.py --variant unified --distance hybrid --loss ce [--seed 42] [--max-epochs 200]
+
+Trains on the leave-one-out split (early stopping on validation full-ranking NDCG@10), evaluates the best
+checkpoint on the test split under both protocols ("full" and "sampled-99"), and writes one row per
+protocol (replacing earlier rows of the same variant/distance/loss/seed), then regenerates beauty.md.
+``--speed-only`` measures one training epoch and one validation pass without writing rows.
+
+Besides the issue's fields, each row records the training budget (max_epochs, patience), whether early
+stopping ended the run (a run cut by max_epochs may still have been improving), wall and CPU seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+RESULTS = HERE / "results" / "beauty.json"
+TABLE = HERE / "results" / "beauty.md"
+METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
+KEY = ("variant", "distance", "loss", "seed", "protocol")
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", choices=("unified", "id-only", "semantic-only"), required=True)
+    p.add_argument("--distance", choices=("hybrid", "cosine", "euclidean"), default="hybrid")
+    p.add_argument("--loss", choices=("bce", "ce"), default="ce")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-epochs", type=int, default=200)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--item-table", choices=("batch", "full"), default="batch")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: the environment's default)")
+    p.add_argument("--speed-only", action="store_true", help="time one epoch; write no rows")
+    p.add_argument("--work", type=Path, default=None, help="training folder (default: UNISEM_HOME/bench/...)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="no training: evaluate the best model of an earlier (possibly interrupted) run in --work")
+    return p.parse_args(argv)
+
+
+class TimingRuntime:
+    """LocalRuntime that prints each epoch's record (for the log)."""
+
+    def __init__(self):
+        from unisem.train import LocalRuntime
+
+        self.inner = LocalRuntime()
+        self.rank, self.world_size, self.device = 0, 1, self.inner.device
+
+    is_main = property(lambda self: True)
+
+    def prepare_model(self, model):
+        return self.inner.prepare_model(model)
+
+    def shard(self, indices):
+        return indices
+
+    def resume_from(self):
+        return None
+
+    def report(self, metrics, checkpoint_dir):
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
+
+
+def render_table(rows: list[dict]) -> str:
+    head = "| variant | distance | loss | protocol | seed | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | epochs (best/ran/max) | s/epoch train | s/valid | collisions | emb. params |\n"
+    head += "|" + "---|" * 16 + "\n"
+    order = {"unified": 0, "id-only": 1, "semantic-only": 2}
+    for r in sorted(rows, key=lambda r: (r["protocol"], order[r["variant"]], r["distance"], r["loss"], r["seed"])):
+        m = r["metrics"]
+        coll = "-" if r["collision_rate"] is None else f"{r['collision_rate']:.3f}"
+        head += (
+            f"| {r['variant']} | {r['distance']} | {r['loss']} | {r['protocol']} | {r['seed']} | "
+            + " | ".join(f"{m[k]:.4f}" for k in METRICS)
+            + f" | {r['best_epoch']}/{r['epochs']}/{r['max_epochs']}{'' if r['stopped_early'] else '*'} | "
+            f"{r['seconds_per_epoch']:.1f} | {r['valid_seconds']:.1f} | {coll} | {r['embedding_params']:,} |\n"
+        )
+    return head
+
+
+def merge_rows(new_rows: list[dict]) -> list[dict]:
+    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    keys = {tuple(r[k] for k in KEY) for r in new_rows}
+    rows = [r for r in rows if tuple(r[k] for k in KEY) not in keys] + new_rows
+    from unisem.atomic import write_text_atomic
+
+    write_text_atomic(RESULTS, json.dumps(rows, indent=1) + "\n")
+    notes = TABLE.read_text().split("<!-- rows -->")[-1] if TABLE.exists() and "<!-- rows -->" in TABLE.read_text() else ""
+    write_text_atomic(TABLE, "# Amazon Beauty benchmark (generated table; notes below)\n\n" + render_table(rows) + "\n<!-- rows -->" + notes)
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import numpy as np
+    import torch
+
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
+    from beauty_data import beauty_embeddings, load_beauty
+
+    from unisem.config import UnisemConfig, replace_in
+    from unisem.evaluate.diagnostics import codebook_usage, collision_rate, embedding_params_for, item_codes
+    from unisem.evaluate.protocols import evaluate
+    from unisem.home import unisem_home
+    from unisem.model import load_model
+    from unisem.train import fit
+
+    data = load_beauty()
+    text = beauty_embeddings(data.item_texts)
+    cfg = replace_in(
+        UnisemConfig(),
+        model={"variant": args.variant},
+        quantizer={"distance": args.distance},
+        training={"loss": args.loss, "seed": args.seed, "max_epochs": 1 if args.speed_only else args.max_epochs,
+                  "patience": args.patience, "show_progress": False, "item_table": args.item_table},
+        evaluation={"ks": [1, 5, 10, 20]},
+    )
+    name = f"{args.variant}-{args.distance}-{args.loss}-s{args.seed}"
+    work = args.work or unisem_home() / "bench" / "beauty" / name
+    if args.evaluate_only:
+        # A run stopped by the time budget: its checkpoint holds the history, model/ the best epoch.
+        from unisem.train import TrainResult
+
+        loop = json.loads((work / "checkpoint" / "state.json").read_text())["loop"]
+        result = TrainResult(work / "model", int(loop["best_epoch"]), loop["best_metrics"], loop["history"])
+        wall = float(sum(h["train_seconds"] + h["valid_seconds"] for h in result.history))
+    else:
+        runtime = TimingRuntime()
+        start = time.perf_counter()
+        result = fit(cfg, data, text, work, runtime)
+        wall = time.perf_counter() - start
+    hist = result.history
+    train_s = float(np.mean([h["train_seconds"] for h in hist]))
+    valid_s = float(np.mean([h["valid_seconds"] for h in hist]))
+    cpu_s = float(np.mean([h["cpu_seconds"] for h in hist]))
+    print(json.dumps({"run": name, "train_seconds_per_epoch": train_s, "valid_seconds": valid_s, "cpu_seconds_per_epoch": cpu_s,
+                      "threads": torch.get_num_threads()}), flush=True)
+    if args.speed_only:
+        return 0
+    model = load_model(result.model_dir)
+    report = evaluate(model.score, data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len,
+                      protocols=("full", "sampled-99"), slices=False)
+    codes = None if model.semantic_ids is None else item_codes(np.asarray(model.semantic_ids))
+    best = result.best_epoch
+    wall_to_best = float(sum(h["train_seconds"] + h["valid_seconds"] for h in hist[:best]))
+    rows = []
+    for protocol in ("full", "sampled-99"):
+        m = report.protocols[protocol]
+        rows.append({
+            "variant": args.variant,
+            "distance": args.distance if args.variant != "id-only" else "none",
+            "loss": args.loss,
+            "protocol": protocol,
+            "metrics": {k: float(m[k]) for k in METRICS},
+            "epochs": len(hist),
+            "seconds_per_epoch": train_s,
+            "embedding_params": int(embedding_params_for(cfg, data.num_items).params),
+            "collision_rate": None if codes is None else float(collision_rate(codes)),
+            "codebook_usage": [] if codes is None else [float(u) for u in codebook_usage(codes, cfg.quantizer.codebook_size)],
+            "seed": args.seed,
+            "command": "python benchmarks/beauty.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+            "best_epoch": best,
+            "max_epochs": args.max_epochs,
+            "patience": args.patience,
+            "stopped_early": len(hist) < args.max_epochs and not args.evaluate_only,
+            "cut_by_time_budget": bool(args.evaluate_only),
+            "valid_seconds": valid_s,
+            "cpu_seconds_per_epoch": cpu_s,
+            "wall_seconds_to_best": wall_to_best,
+            "wall_seconds": wall,
+            "threads": torch.get_num_threads(),
+            "item_table": args.item_table,
+            "valid_best": result.best_metrics,
+        })
+    merge_rows(rows)
+    print(json.dumps({"run": name, "test": {p: report.protocols[p] for p in report.protocols}}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
