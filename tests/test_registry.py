@@ -306,3 +306,28 @@ def test_promotion_picks_the_better_model_and_refuses_the_worse(trained, store):
     assert tags["promotion.decision"] == "refused" and float(tags["promotion.champion_value"]) > 0
     # the champion was re-evaluated on today's data: the same number as when it was the challenger
     assert worse.champion_value == pytest.approx(better.challenger_value)
+
+
+def test_cli_register_promote_and_recommend_from_the_registry(trained, store, capsys):
+    from unisem.cli import main
+
+    root = trained["root"]
+    tiny = [a for s in TINY for a in ("--set", s)]
+    assert main(["register", "--run", "cli-run", "--training", str(root / "good"), "--features", str(root / "features"),
+                 *tiny]) == 0
+    registered = json.loads(capsys.readouterr().out)
+    assert registered["version"] == "1" and registered["tags"]["gate_verdict"] == "unknown"
+    assert main(["promote", "--features", str(root / "features"), "--embeddings", str(root / "embeddings"),
+                 "--run", "cli-run", *tiny]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["promoted"] and (store / "runs" / "cli-run" / "registry" / "promotion.json").exists()
+    assert main(["recommend", "--model", "models:/unisem@champion", "--history", "i0,i6", "-k", "3", *tiny]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["1", "2", "3"]
+    assert not {line.split("\t")[1] for line in lines} & {"i0", "i6"}
+    # the same ranking as the model folder served directly
+    assert main(["recommend", "--model", str(root / "good" / "model"), "--history", "i0,i6", "-k", "3"]) == 0
+    local = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[1] for line in local] == [line.split("\t")[1] for line in lines]
+    assert main(["recommend", "--model", "models:/unisem@champion", "--history", "nope", *tiny]) == 1
+    assert "unknown item id 'nope'" in capsys.readouterr().err

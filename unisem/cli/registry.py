@@ -1,0 +1,143 @@
+"""``unisem register`` and ``unisem promote`` (the MLflow registry), plus two extensions of ``unisem train``
+and ``unisem recommend``: ``train --ray`` trains on Ray Train, and ``recommend --model models:/<name>@<alias>``
+serves a registered model.
+
+The extensions hook into the parsers that ``unisem.cli.train`` registered earlier (this module comes later
+in ``STAGE_MODULES``), so that module stays about in-process training and local model folders.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+REGISTRY_URI_PREFIX = "models:/"
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "register", parents=[common], help="log a trained model to MLflow and register it (alias challenger)"
+    )
+    p.add_argument("--run", required=True, help="pipeline run id: reads <UNISEM_HOME>/runs/<run>/...")
+    p.add_argument("--training", type=Path, help="training folder (default: the run's training/)")
+    p.add_argument("--features", type=Path, help="features folder (default: the run's features/)")
+    p.add_argument("--embeddings", type=Path, help="embeddings folder (default: the run's embeddings/)")
+    p.set_defaults(handler=run_register)
+
+    q = subparsers.add_parser(
+        "promote", parents=[common], help="move alias champion to the challenger if it wins on today's data"
+    )
+    q.add_argument("--features", required=True, type=Path, help="current features folder (test split)")
+    q.add_argument("--embeddings", type=Path, help="current embeddings (to score items older models never saw)")
+    q.add_argument("--run", help="pipeline run id: promotion.json goes to its registry/ folder")
+    q.add_argument("--version", help="challenger version (default: the version with alias challenger)")
+    q.set_defaults(handler=run_promote)
+
+    _extend_train(subparsers)
+
+
+def _extend_train(subparsers) -> None:
+    choices = getattr(subparsers, "choices", {})
+    train = choices.get("train")
+    if train is not None:
+        train.add_argument("--ray", action="store_true", help="train on Ray Train (training.num_workers workers)")
+        in_process = train.get_default("handler")
+        train.set_defaults(handler=lambda args: run_train_ray(args) if args.ray else in_process(args))
+    recommend = choices.get("recommend")
+    if recommend is not None:
+        local = recommend.get_default("handler")
+        recommend.set_defaults(
+            handler=lambda args: run_recommend_registered(args)
+            if str(args.model).startswith(REGISTRY_URI_PREFIX)
+            else local(args)
+        )
+
+
+def _train_result(training: Path):
+    """The TrainResult of a finished training folder: model/ plus the loop state in checkpoint/."""
+    from unisem.train import TrainResult
+    from unisem.train.loop import CHECKPOINT_DIR, MODEL_DIR
+
+    model_dir = training / MODEL_DIR
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: no trained model here (run `unisem train` first)")
+    state = training / CHECKPOINT_DIR / "state.json"
+    loop = json.loads(state.read_text())["loop"] if state.exists() else {}
+    return TrainResult(model_dir, int(loop.get("best_epoch", 0)), dict(loop.get("best_metrics", {})), list(loop.get("history", [])))
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from unisem.cli import config_from_args
+    from unisem.home import RunLayout
+    from unisem.registry.registration import log_and_register
+
+    cfg = config_from_args(args)
+    layout = RunLayout.for_run(args.run)
+    result = log_and_register(
+        cfg, layout, _train_result(args.training or layout.training), features_dir=args.features,
+        embeddings_dir=args.embeddings,
+    )
+    print(json.dumps(result._asdict(), indent=2, sort_keys=True))
+    return 0
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from unisem.cli import config_from_args
+    from unisem.home import RunLayout
+    from unisem.registry.promotion import promote_if_better
+
+    cfg = config_from_args(args)
+    layout = RunLayout.for_run(args.run) if args.run else None
+    decision = promote_if_better(cfg, args.features, args.embeddings, layout=layout, challenger_version=args.version)
+    print(json.dumps(decision._asdict(), indent=2, sort_keys=True))
+    return 0
+
+
+def run_train_ray(args: argparse.Namespace) -> int:
+    from unisem.cli import config_from_args
+    from unisem.train.ray_trainer import train_with_ray
+
+    if getattr(args, "resume", False):
+        raise ValueError("--resume is for in-process training; on Ray a run resumes from its checkpoint by itself")
+    cfg = config_from_args(args)
+    result = train_with_ray(cfg, args.features, args.embeddings, args.out)
+    print(json.dumps({"model_dir": str(result.model_dir), "best_epoch": result.best_epoch,
+                      "best_metrics": result.best_metrics}, indent=2))
+    return 0
+
+
+def run_recommend_registered(args: argparse.Namespace) -> int:
+    """``unisem recommend --model models:/unisem@champion (--history a,b,c | --user U --features F)``."""
+    from unisem.cli import config_from_args
+    from unisem.registry.pyfunc_model import load_serving
+    from unisem.registry.tracking import configure
+
+    if args.k < 1:
+        raise ValueError(f"-k must be at least 1, got {args.k}")
+    configure(config_from_args(args))
+    uri = str(args.model)
+    serving = load_serving(uri).serving
+    if args.user is not None:
+        if args.features is None:
+            raise ValueError("--user needs --features (the folder holding the user's history)")
+        from unisem.data.dataset import load_features
+
+        data = load_features(args.features)
+        try:
+            u = data.user_ids.index(args.user)
+        except ValueError:
+            raise ValueError(f"unknown user id {args.user!r} in {args.features}") from None
+        indices = [*data.histories[u].tolist(), int(data.valid_items[u]), int(data.test_items[u])]
+        history = [data.item_ids[i - 1] for i in indices]
+    else:
+        history = [s.strip() for s in args.history.split(",") if s.strip()]
+        unknown = [h for h in history if h not in serving.index]
+        if unknown:
+            raise ValueError(f"unknown item id {unknown[0]!r}: not in the catalog of {uri}")
+    recs = serving.recommend([history], k=args.k)
+    titles = serving.recommender.item_titles
+    for rank, (item, score) in enumerate(zip(recs.item_ids[0], recs.scores[0]), start=1):
+        i = serving.index[item]
+        title = titles[i - 1] if i - 1 < len(titles) else ""
+        print(f"{rank}\t{item}\t{score:.4f}\t{title}")
+    return 0
