@@ -126,3 +126,18 @@ def test_cli_train_ray_in_local_mode(inputs, tmp_path, capsys):
     assert main(["train", "--ray", "--resume", "--features", str(inputs[0]), "--embeddings", str(inputs[1]),
                  "--out", str(out), *args]) == 1
     assert "--resume is for in-process training" in capsys.readouterr().err
+
+
+def test_autocast_wrapper_runs_mixed_precision_and_unwraps():
+    import torch
+
+    from unisem.model import unwrap
+    from unisem.train.ray_trainer import AutocastModule, worker_config
+
+    inner = torch.nn.Linear(4, 2)
+    wrapped = AutocastModule(inner, device_type="cpu")  # the GPU path uses "cuda"; CPU autocast checks the wrapper
+    assert wrapped(torch.ones(3, 4)).dtype == torch.bfloat16
+    assert inner(torch.ones(3, 4)).dtype == torch.float32
+    assert unwrap(wrapped) is inner
+    cfg = load_config(None, ["training.batch_size=257"])
+    assert worker_config(cfg, 2).training.batch_size == 129 and worker_config(cfg, 0).training.batch_size == 257

@@ -43,6 +43,13 @@ def validation_metrics(network, cfg, data: SequenceDataset) -> dict[str, float]:
     return dict(report.protocols["full"])
 
 
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device copy of a batch; on CUDA through pinned memory and asynchronous (the GPU path)."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
 def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir: Path, runtime: TrainRuntime | None = None) -> TrainResult:
     runtime = runtime or LocalRuntime()
     out_dir = Path(out_dir)
@@ -89,7 +96,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             negatives = None
             if t.loss == "bce":
                 negatives = sample_negatives(torch.from_numpy(arrays.seen[rows]), tuple(inputs.shape), warm, sampler).to(device)
-            loss = model(inputs.to(device), targets.to(device), negatives)
+            loss = model(to_device(inputs, device), to_device(targets, device), negatives)
             opt.zero_grad(set_to_none=True)
             loss.total.backward()
             opt.step()

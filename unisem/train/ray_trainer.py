@@ -39,18 +39,20 @@ class InjectedFailure(RuntimeError):
 
 
 class AutocastModule(nn.Module):
-    """Runs the wrapped model's forward under CUDA autocast (bfloat16: no loss scaling needed).
+    """Runs the wrapped model's forward under autocast (mixed precision; the GPU path uses CUDA + bfloat16,
+    which needs no loss scaling, unlike float16).
 
     Exposes the wrapped model as ``module`` so ``unisem.model.unwrap`` still reaches the network.
     """
 
-    def __init__(self, module: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(self, module: nn.Module, device_type: str = "cuda", dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
         self.module = module
+        self.device_type = device_type
         self.dtype = dtype
 
     def forward(self, *args, **kwargs):
-        with torch.autocast("cuda", dtype=self.dtype):
+        with torch.autocast(self.device_type, dtype=self.dtype):
             return self.module(*args, **kwargs)
 
 
