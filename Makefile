@@ -17,8 +17,10 @@ $(STAMP): requirements.txt pyproject.toml | $(VENV)/bin/python
 
 setup: $(STAMP)
 
+# The nightly DAG once through Airflow (SQLite, `airflow dags test`) on demo data with the fast profile.
+# RUN_ARGS passes more options, e.g. make run RUN_ARGS="--date 2026-01-01" or RUN_ARGS="--set training.max_epochs=50".
 run: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/unisem run
+	HF_HUB_OFFLINE=1 $(VENV)/bin/unisem run --config configs/demo.yaml $(RUN_ARGS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
