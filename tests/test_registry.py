@@ -195,8 +195,12 @@ def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(tra
     from unisem.registry.tracking import client as registry_client
     from unisem.registry.tracking import tracking_uri
 
+    from unisem.evaluate.report import evaluate_model_dir
+
     cfg = trained["cfg"]
     layout = _layout(store, "run-1", trained)
+    report = evaluate_model_dir(trained["good"].model_dir, trained["root"] / "features", cfg, split="test",
+                                out_dir=layout.evaluation, history=trained["good"].history)
     result = log_and_register(cfg, layout, trained["good"], features_dir=trained["root"] / "features",
                               embeddings_dir=trained["root"] / "embeddings")
     assert result.version == "1" and result.model_uri == "models:/unisem/1"
@@ -212,6 +216,12 @@ def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(tra
     assert [m.step for m in curve] == [1, 2, 3, 4, 5]
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "quality")}
     assert artifacts == {"quality/verdict.json", "quality/report.html"}
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {"plots/training_curves.png", "plots/codebook_usage.png"} <= plots
+    assert {a.path for a in client.list_artifacts(result.run_id, "evaluation")} == {"evaluation/metrics.json"}
+    ndcg = report["metrics"]["full/NDCG@10"]
+    assert run.data.metrics["test/full/NDCG_at_10"] == pytest.approx(ndcg)
+    assert float(mv.tags["metric.test/full/NDCG_at_10"]) == pytest.approx(ndcg, rel=1e-5)
     assert (layout.registry / "registration.json").exists()
     info = mlflow.models.get_model_info("models:/unisem/1")
     assert info.signature.inputs.input_names() == ["history"]
