@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,7 +71,10 @@ def evaluate_registered(
     serving = load_serving(model_uri).serving
     unknown = [j for j, item in enumerate(data.item_ids) if item not in serving.index]
     if unknown and text_embeddings is not None:
-        serving.add_items([data.item_ids[j] for j in unknown], text_embeddings[np.asarray(unknown) + 1])
+        try:
+            serving.add_items([data.item_ids[j] for j in unknown], text_embeddings[np.asarray(unknown) + 1])
+        except ValueError as exc:  # another text encoder: the model cannot read today's embeddings
+            warnings.warn(f"{model_uri}: {len(unknown)} current items stay unscorable for this model: {exc}")
     score_fn = serving.aligned_score_fn(data.item_ids)
     report = evaluate(
         score_fn, data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len, protocols=(protocol,), slices=False

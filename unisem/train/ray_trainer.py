@@ -174,7 +174,8 @@ def ensure_ray(cfg: UnisemConfig) -> bool:
     else:
         t = cfg.training
         cpus = max(1, max(t.num_workers, 1) * t.cpus_per_worker)
-        ray.init(num_cpus=cpus, num_gpus=max(t.num_workers, 1) if t.use_gpu else 0, include_dashboard=False)
+        # GPUs are detected by Ray; too few for use_gpu workers fails the worker-group start with Ray's message.
+        ray.init(num_cpus=cpus, include_dashboard=False)
     return True
 
 
