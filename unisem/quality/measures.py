@@ -136,10 +136,12 @@ def interaction_measures(interactions, catalog, cfg: UnisemConfig) -> Interactio
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        totals = events.agg(F.sum("c").alias("n"), F.sum(F.col("c") - 1).alias("dup")).first()
-        n_events, dup = int(totals["n"] or 0), int(totals["dup"] or 0)
-        per_user = events.groupBy("user_id").agg(F.sum("c").alias("n"))
-        seq_hist = {int(r["n"]): int(r["count"]) for r in per_user.groupBy("n").count().collect()}
+        # Per user: events (n) and distinct events (d); duplicates are n - d. One small histogram comes back.
+        per_user = events.groupBy("user_id").agg(F.sum("c").alias("n"), F.count("*").alias("d"))
+        seq_rows = per_user.groupBy("n").agg(F.count("*").alias("users"), F.sum(F.col("n") - F.col("d")).alias("dup")).collect()
+        seq_hist = {int(r["n"]): int(r["users"]) for r in seq_rows}
+        dup = sum(int(r["dup"]) for r in seq_rows)
+        n_events = sum(n * u for n, u in seq_hist.items())
         per_item = events.groupBy("item_id").agg(F.sum("c").alias("n")).persist(StorageLevel.MEMORY_AND_DISK)
         ids = catalog.where(F.col("item_id").isNotNull()).select("item_id").distinct()
         unknown = per_item.join(ids, "item_id", "left_anti").agg(F.sum("n").alias("n"), F.count("*").alias("k")).first()
@@ -150,11 +152,11 @@ def interaction_measures(interactions, catalog, cfg: UnisemConfig) -> Interactio
             .count()
             .collect()
         )
-        items_seen = per_item.count()
         per_item.unpersist()
     finally:
         events.unpersist()
     item_hist = {int(r["n"]): int(r["count"]) for r in freq}
+    items_seen = sum(c for n, c in item_hist.items() if n > 0) + int(unknown["k"] or 0)
     ih, sh = dist.histogram(item_hist), dist.histogram(seq_hist)
     measures: dict[str, float | None] = {
         "interactions": float(n_events),
