@@ -341,3 +341,19 @@ def test_cli_register_promote_and_recommend_from_the_registry(trained, store, ca
     assert [line.split("\t")[1] for line in local] == [line.split("\t")[1] for line in lines]
     assert main(["recommend", "--model", "models:/unisem@champion", "--history", "nope", *tiny]) == 1
     assert "unknown item id 'nope'" in capsys.readouterr().err
+
+
+def test_promoting_again_keeps_the_recorded_decision(trained, store):
+    from unisem.registry.promotion import promote_if_better
+    from unisem.registry.registration import log_and_register
+    from unisem.registry.tracking import client as registry_client
+
+    cfg = trained["cfg"]
+    layout = _layout(store, "again", trained)
+    reg = log_and_register(cfg, layout, trained["good"])
+    first = promote_if_better(cfg, trained["root"] / "features", layout=layout)
+    second = promote_if_better(cfg, trained["root"] / "features", layout=layout)
+    assert first.promoted and not second.promoted and "already the champion" in second.reason
+    assert second.challenger_value == first.challenger_value
+    assert json.loads((layout.registry / "promotion.json").read_text())["promoted"] is True
+    assert registry_client(cfg).get_model_version("unisem", reg.version).tags["promotion.decision"] == "promoted"

@@ -147,8 +147,18 @@ def promote_if_better(
         "promotion.features": str(Path(features_dir).resolve()),
         "promotion.time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, challenger.version, key, value)
+    already = champion is not None and str(champion.version) == str(challenger.version)
+    if not already:  # a rerun after the promotion keeps the recorded decision
+        for key, value in tags.items():
+            client.set_model_version_tag(name, challenger.version, key, value)
+    previous = layout.registry / PROMOTION_FILE if layout is not None else None
+    if already and previous is not None and previous.exists():
+        try:
+            kept = json.loads(previous.read_text())
+        except json.JSONDecodeError:
+            kept = {}
+        if kept.get("challenger_version") == decision.challenger_version and kept.get("promoted"):
+            layout = None  # this run's promotion.json already records how the version became champion
     if layout is not None:
         record = {**decision._asdict(), "features": str(Path(features_dir).resolve()), "model_name": name, "time": tags["promotion.time"]}
         write_text_atomic(layout.registry / PROMOTION_FILE, json.dumps(record, indent=2, sort_keys=True))

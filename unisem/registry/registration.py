@@ -112,7 +112,9 @@ def log_and_register(
             item_texts = list(load_features(features_dir).item_texts)
         encoder_meta = None
         if (embeddings_dir / "meta.json").exists():
-            encoder_meta = json.loads((embeddings_dir / "meta.json").read_text())
+            meta = json.loads((embeddings_dir / "meta.json").read_text())
+            # identity only: cache statistics and paths differ between reruns and would change the digest
+            encoder_meta = {k: meta[k] for k in ("model", "dim", "texts_sha256") if k in meta}
         staged = stage_model_folder(model_dir, Path(tmp) / "model", item_texts, encoder_meta)
         digest = _model_digest(build_manifest(staged))
         previous = _previous(layout, uri, name, digest)
