@@ -11,7 +11,7 @@ import pytest
 
 from unisem.home import RunLayout
 from unisem.pipeline import cluster, stages
-from unisem.pipeline.records import read_records, recorded, record_path, write_record
+from unisem.pipeline.records import read_records, record_path, recorded, recorded_outputs, write_record
 from unisem.pipeline.spec import RunSpec, make_spec, overrides_from_params, run_id_for, spec_from_params
 from unisem.pipeline.summary import FAILED, INCOMPLETE, STOPPED_AT_GATE, SUCCEEDED, build_summary, render_markdown
 
@@ -47,6 +47,8 @@ def test_spec_cli_args_round_trip_through_unisem_stage_arguments(tmp_path):
     spec = make_spec("r1", "/c.yaml", ["a.b=1", "c.d=x y"], tmp_path)
     assert spec.cli_args() == ["--run-id", "r1", "--home", str(tmp_path), "--config", "/c.yaml",
                                "--set", "a.b=1", "--set", "c.d=x y"]
+    assert spec.config_args() == ["--config", "/c.yaml", "--set", "a.b=1", "--set", "c.d=x y"]
+    assert make_spec("r1", home=tmp_path).config_args() == []
 
 
 def test_recorded_keeps_results_and_errors(tmp_path):
@@ -62,6 +64,7 @@ def test_recorded_keeps_results_and_errors(tmp_path):
     assert recs["features"]["status"] == "ok" and recs["features"]["outputs"] == {"features_dir": "/x"}
     assert recs["embed"]["status"] == "failed"
     assert recs["embed"]["error"] == "ValueError: catalog.parquet: row 3: field item_id is empty"
+    assert recorded_outputs(layout) == {"features_dir": "/x"}  # failed stages add nothing
     record_path(layout, "train").write_text("{not json")
     assert read_records(layout)["train"]["status"] == "failed"
 
@@ -199,6 +202,8 @@ def test_run_logged_raises_with_the_end_of_the_log(tmp_path):
     assert "fine" in (tmp_path / "ok.log").read_text()
     with pytest.raises(cluster.ClusterJobError, match="(?s)exited with 3.*boom"):
         cluster.run_logged([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "bad.log")
+    # A failed gate verdict (exit 3) is an answer, not an error, for the validate job.
+    assert cluster.run_logged([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "v.log", ok_codes=(0, 3)) == 3
 
 
 def test_publish_quality_report_copies_to_run_and_latest(tmp_path):
@@ -212,3 +217,32 @@ def test_publish_quality_report_copies_to_run_and_latest(tmp_path):
     for folder in (out["published"], out["latest"]):
         assert (Path(folder) / "report.html").read_text() == "<html></html>"
         assert (Path(folder) / "run_id.txt").read_text() == "r1\n"
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_features_stage_through_spark_submit_writes_the_same_folder(tmp_path, monkeypatch):
+    """The cluster path for real: the stage spark-submits jobs/build_features.py (to a local master here)."""
+    from unisem.data.dataset import load_features
+    from unisem.data.demo import ensure_demo_data
+    from unisem.config import load_config
+
+    overrides = ["data.demo.items=60", "data.demo.users=40", "orchestration.spark_master=local[1]"]
+    data = Path(ensure_demo_data(load_config(None, overrides).data.demo, tmp_path))
+    spec = make_spec("r1", None, overrides, tmp_path)
+    validated = {"catalog": str(data / "catalog.parquet"), "interactions": str(data / "interactions.parquet")}
+    monkeypatch.setattr(cluster, "spark_mode", lambda master: "spark-submit")
+    commands = []
+    real_run_logged = cluster.run_logged
+
+    def run_logged(cmd, *args, **kwargs):
+        commands.append(list(cmd))
+        return real_run_logged(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(cluster, "run_logged", run_logged)
+    out = stages.features(spec, validated)
+    assert out["features_dir"] == str(spec.layout().features) and out["items"] == 60
+    (cmd,) = commands
+    assert Path(cmd[0]).name == "spark-submit" and cmd[1:3] == ["--master", "local[1]"]
+    assert cmd[cmd.index("--out") + 1] == str(spec.layout().features) and cmd[-2:] == ["--set", overrides[-1]]
+    assert load_features(out["features_dir"]).num_items == 60

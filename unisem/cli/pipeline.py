@@ -27,7 +27,9 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
                                     "promote", "report"))
     s.add_argument("--run-id", required=True, help="the run folder under UNISEM_HOME/runs")
     s.add_argument("--home", default=None, help="UNISEM_HOME of the run (default: $UNISEM_HOME)")
-    s.add_argument("--upstream", default="{}", help="JSON object with the upstream stages' outputs")
+    s.add_argument("--upstream", default=None,
+                   help="JSON object with the upstream stages' outputs (default: what this run's earlier stages "
+                        "recorded, so `unisem stage register --run-id X` reruns one stage of run X)")
     s.set_defaults(handler=_stage)
 
 
@@ -149,18 +151,22 @@ def _stage(args: argparse.Namespace) -> int:
     from unisem.cli import config_from_args
     from unisem.home import unisem_home
     from unisem.pipeline import stages
+    from unisem.pipeline.records import recorded_outputs
     from unisem.pipeline.spec import make_spec
 
     config_from_args(args)  # validate before doing anything
     home = Path(args.home).resolve() if args.home else unisem_home()
     spec = make_spec(args.run_id, str(Path(args.config).resolve()) if args.config else None,
                      args.overrides or (), home)
-    try:
-        upstream = json.loads(args.upstream)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--upstream: not valid JSON: {exc}") from exc
-    if not isinstance(upstream, dict):
-        raise ValueError("--upstream: expected a JSON object")
+    if args.upstream is None:
+        upstream = recorded_outputs(spec.layout())
+    else:
+        try:
+            upstream = json.loads(args.upstream)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--upstream: not valid JSON: {exc}") from exc
+        if not isinstance(upstream, dict):
+            raise ValueError("--upstream: expected a JSON object")
     fn = stages.STAGE_FUNCTIONS[args.name]
     # Every upstream parameter gets the same mapping: each stage only reads the keys it needs from it.
     n_upstream = sum(1 for p in list(inspect.signature(fn).parameters.values())[1:]

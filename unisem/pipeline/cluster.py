@@ -77,22 +77,26 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return ""
 
 
-def run_logged(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> None:
-    """Run ``cmd`` with its output in ``log_path``; raise ``ClusterJobError`` with the log's end on failure."""
+def run_logged(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None,
+               ok_codes: Sequence[int] = (0,)) -> int:
+    """Run ``cmd`` with its output in ``log_path`` and return its exit code; any code outside ``ok_codes``
+    raises ``ClusterJobError`` with the end of the log."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         proc = subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    if proc.returncode != 0:
+    if proc.returncode not in ok_codes:
         raise ClusterJobError(
             f"{shlex.join(cmd)} exited with {proc.returncode}; log {log_path}:\n{_tail(log_path)}"
         )
+    return proc.returncode
 
 
-def spark_submit(master: str, job: str, args: Sequence[str], log_path: Path) -> None:
+def spark_submit(master: str, job: str, args: Sequence[str], log_path: Path, ok_codes: Sequence[int] = (0,)) -> int:
+    """spark-submit ``jobs/<job>`` to ``master`` and wait; returns the job's exit code (one of ``ok_codes``)."""
     script = JOBS_DIR / job
     if not script.exists():
         raise ClusterJobError(f"{script}: spark-submit entry point missing")
-    run_logged(spark_submit_command(master, job, args, spark_submit_executable()), log_path)
+    return run_logged(spark_submit_command(master, job, args, spark_submit_executable()), log_path, ok_codes=ok_codes)
 
 
 def submit_ray_job(address: str, entrypoint: Sequence[str], name: str, env: Mapping[str, str] | None = None,

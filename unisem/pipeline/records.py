@@ -62,6 +62,17 @@ def read_records(layout: RunLayout) -> dict[str, dict[str, Any]]:
     return out
 
 
+def recorded_outputs(layout: RunLayout) -> dict[str, Any]:
+    """The outputs of every successful stage of the run merged in stage order: the upstream of a rerun."""
+    records = read_records(layout)
+    out: dict[str, Any] = {}
+    for stage in STAGES:
+        rec = records.get(stage) or {}
+        if rec.get("status") == "ok":
+            out.update(rec.get("outputs") or {})
+    return out
+
+
 def clear_records(layout: RunLayout) -> None:
     shutil.rmtree(layout.pipeline, ignore_errors=True)
 

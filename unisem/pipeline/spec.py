@@ -46,14 +46,16 @@ class RunSpec(NamedTuple):
     def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
         return cls(str(d["run_id"]), d.get("config_path") or None, tuple(d.get("overrides") or ()), str(d["home"]))
 
-    def cli_args(self) -> list[str]:
-        """The same spec as ``unisem stage`` arguments (for a Ray Job or spark-submit entry point)."""
-        args = ["--run-id", self.run_id, "--home", self.home]
-        if self.config_path:
-            args += ["--config", self.config_path]
+    def config_args(self) -> list[str]:
+        """``--config FILE --set K=V ...``: the config part of any ``unisem`` command (and of the jobs/)."""
+        args = ["--config", self.config_path] if self.config_path else []
         for o in self.overrides:
             args += ["--set", o]
         return args
+
+    def cli_args(self) -> list[str]:
+        """The same spec as ``unisem stage`` arguments (the entry point of a Ray Job)."""
+        return ["--run-id", self.run_id, "--home", self.home, *self.config_args()]
 
 
 def run_id_for(logical_date: datetime | str) -> str:

@@ -121,12 +121,14 @@ def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
             result = run_gate(cfg, catalog, interactions, layout.quality, home=home)
             verdict_path, report_path = Path(result.verdict_path), Path(result.report_path)
         else:
+            # jobs/validate.py = `unisem validate`: exit 3 is a failed verdict, which the gate stage handles.
             cluster.spark_submit(
                 cfg.orchestration.spark_master,
-                "quality_gate.py",
+                "validate.py",
                 ["--catalog", str(catalog), "--interactions", str(interactions), "--out", str(layout.quality),
-                 *spec.cli_args()],
+                 "--home", spec.home, *spec.config_args()],
                 layout.pipeline / "logs" / "validate.log",
+                ok_codes=(0, 3),
             )
             verdict_path, report_path = layout.quality / "verdict.json", layout.quality / "report.html"
         verdict = _read_verdict(verdict_path)
@@ -183,7 +185,7 @@ def features(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) ->
             args = ["--catalog", str(catalog), "--interactions", str(interactions), "--out", str(layout.features)]
             if previous is not None:
                 args += ["--previous", str(previous)]
-            cluster.spark_submit(cfg.orchestration.spark_master, "build_features.py", [*args, *spec.cli_args()],
+            cluster.spark_submit(cfg.orchestration.spark_master, "build_features.py", [*args, *spec.config_args()],
                                  layout.pipeline / "logs" / "features.log")
             out = layout.features
         manifest = out / "manifest.json"
