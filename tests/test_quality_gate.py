@@ -119,21 +119,25 @@ def test_sudden_drift_against_the_baseline_fails_and_keeps_the_baseline(spark, t
 def test_cli_exit_codes_and_unreadable_input(spark, tmp_path, clean, capsys):
     ids, titles, brands, cat, inter = clean
     out = tmp_path / "gate"
-    assert main(["validate", "--catalog", str(cat), "--interactions", str(inter), "--out", str(out),
-                 "--home", str(tmp_path / "home")]) == 0
-    assert "quality gate: PASS" in capsys.readouterr().out
+    dup = write_catalog(tmp_path / "dup.parquet", ids + ids[:1], titles + titles[:1], brands + brands[:1])
+    assert main(["validate", "--catalog", str(dup), "--interactions", str(inter), "--out", str(out),
+                 "--home", str(tmp_path / "home")]) == 3
+    printed = capsys.readouterr().out
+    assert "quality gate: FAIL" in printed and "fail: quality.max_duplicate_item_id_share" in printed
     first = (out / "verdict.json").read_text()
     code = main(["validate", "--catalog", str(tmp_path / "missing.parquet"), "--interactions", str(inter),
                  "--out", str(out)])
     assert code == 1
     assert "missing.parquet: the catalog file does not exist" in capsys.readouterr().err
+    (tmp_path / "nope.parquet").write_text("garbage")
+    assert main(["validate", "--catalog", str(cat), "--interactions", str(tmp_path / "nope.parquet"),
+                 "--out", str(out)]) == 1
+    assert "nope.parquet: cannot read the interactions as Parquet" in capsys.readouterr().err
     assert (out / "verdict.json").read_text() == first  # the earlier output is untouched
-    with pytest.raises(DataContractError, match="nope.parquet: cannot read the interactions as Parquet"):
-        (tmp_path / "nope.parquet").write_text("garbage")
-        run_gate(load_config(), cat, tmp_path / "nope.parquet", out)
-    dup = write_catalog(tmp_path / "dup.parquet", ids + ids[:1], titles + titles[:1], brands + brands[:1])
-    assert main(["validate", "--catalog", str(dup), "--interactions", str(inter), "--out", str(out),
-                 "--home", str(tmp_path / "home")]) == 3
+    with pytest.raises(SystemExit) as exit_info:  # a missing argument is an error too: 1, not argparse's 2
+        main(["validate", "--catalog", str(cat)])
+    assert exit_info.value.code == 1
+    assert "--interactions" in capsys.readouterr().err
 
 
 @pytest.mark.beauty

@@ -14,6 +14,9 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
     p.add_argument("--out", required=True, help="features folder to write (replaced atomically)")
     p.add_argument("--previous", default=None, help="last run's features folder: known ids keep their index")
+    from unisem.cli.quality import usage_error_exits_1
+
+    p.error = usage_error_exits_1(p)  # type: ignore[method-assign]
     p.set_defaults(handler=_features)
 
 
@@ -31,3 +34,4 @@ def _features(args: argparse.Namespace) -> int:
     print(f"features: {manifest['items']} items, {manifest['users']} users, "
           f"{manifest['interactions_used']} interactions used -> {out}")
     return 0
+
