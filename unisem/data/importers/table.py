@@ -8,7 +8,6 @@ UTC) or Parquet timestamps; a CSV category path is one string split on ``categor
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable, Literal, Mapping
 
