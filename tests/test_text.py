@@ -143,8 +143,13 @@ def test_real_minilm_and_the_embed_command(features, tmp_path, unisem_home, caps
     np.testing.assert_array_equal(table[1], table[4])  # same text, same vector
     meta = json.loads((tmp_path / "emb" / "meta.json").read_text())
     assert meta["model"].startswith("all-MiniLM-L6-v2@") and meta["dim"] == 384
+    # All texts cached: the model is not even loaded (its identity and width come from the folder).
+    from unisem.text.encoder import _load_model
+
+    _load_model.cache_clear()
     assert main(args) == 0
     assert "0 encoded, 3 from the cache" in capsys.readouterr().out
+    assert _load_model.cache_info().currsize == 0
     assert (unisem_home / "cache" / "embeddings").is_dir()
 
 
@@ -153,6 +158,8 @@ def test_real_minilm_puts_related_texts_closer():
     from unisem.text.encoder import load_encoder
 
     enc = load_encoder(TextConfig(show_progress=False, batch_size=2))
+    declared = enc.dim  # read from the model folder, before loading
     v = enc.encode(["red matte lipstick", "crimson lip color", "anti-dandruff shampoo for men"])
+    assert declared == enc.model.get_embedding_dimension() == 384
     assert v.shape == (3, enc.dim) and v.dtype == np.float32
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.1

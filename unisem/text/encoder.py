@@ -72,23 +72,37 @@ def resolve_model_dir(name: str) -> Path:
 
 
 class SentenceEncoder:
-    """A loaded sentence-transformers model with batched, progress-reporting encoding."""
+    """A sentence-transformers model with batched, progress-reporting encoding, loaded on first use.
 
-    def __init__(self, model, identity: str, batch_size: int = 256, show_progress: bool = True, threads: int = 0):
-        self.model = model
+    The identity and the width are known from the model folder alone, so a run whose texts are all in the
+    cache never pays the seconds it takes to load the model.
+    """
+
+    def __init__(self, model_dir: Path, device: str, identity: str, batch_size: int = 256,
+                 show_progress: bool = True, threads: int = 0):
+        self.model_dir = model_dir
+        self.device = device
         self._identity = identity
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.threads = threads or default_threads()
+        self._dim = _declared_dim(model_dir)
 
     @property
     def identity(self) -> str:
         return self._identity
 
     @property
+    def model(self):
+        return _load_model(self.model_dir, self.device)
+
+    @property
     def dim(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(get())
+        if self._dim is None:
+            model = self.model
+            get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            self._dim = int(get())
+        return self._dim
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -126,13 +140,28 @@ def _load_model(model_dir: Path, device: str):
     return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
 
 
+def _declared_dim(model_dir: Path) -> int | None:
+    """The output width written in the folder (pooling width, when no module after pooling changes it)."""
+    import json
+
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text())
+        if any(not str(m.get("type", "")).endswith(("Transformer", "Pooling", "Normalize")) for m in modules):
+            return None  # e.g. a Dense projection: only the loaded model knows
+        pooling = next(m for m in modules if str(m.get("type", "")).endswith("Pooling"))
+        config = json.loads((model_dir / pooling["path"] / "config.json").read_text())
+        return int(config["word_embedding_dimension"])
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return None
+
+
 def load_encoder(text: TextConfig) -> SentenceEncoder:
-    """The encoder named by ``text.encoder`` on ``text.device``, loaded offline."""
-    model_dir = resolve_model_dir(text.encoder)
-    model = _load_model(model_dir.resolve(), text.device)
+    """The encoder named by ``text.encoder`` on ``text.device`` (offline; the model loads on first encode)."""
+    model_dir = resolve_model_dir(text.encoder).resolve()
     identity = f"{Path(text.encoder).name}@{_weights_digest(model_dir)}"
     return SentenceEncoder(
-        model,
+        model_dir,
+        text.device,
         identity,
         batch_size=text.batch_size,
         show_progress=text.show_progress,
