@@ -329,3 +329,8 @@ def test_cli_import_and_inspect(tmp_path, capsys):
     assert main(["data", "import", "table", "--catalog", str(cat), "--interactions", str(ev), "--map", "bogus=x",
                  "--out", str(tmp_path / "o4")]) == 1
     assert "unknown field 'bogus'" in capsys.readouterr().err
+    meta = write(tmp_path / "meta.json.gz", META_2014, gz=True)
+    reviews = write(tmp_path / "reviews.json", REVIEWS)
+    assert main(["data", "import", "amazon", "--reviews", str(reviews), "--meta", str(meta), "--style", "2014",
+                 "--out", str(tmp_path / "o5")]) == 0
+    assert "imported 2 items, 2 users, 3 interactions" in capsys.readouterr().out
