@@ -183,3 +183,18 @@ def test_users_who_touched_much_of_the_catalog_get_an_exact_uniform_draw():
     assert (neg > 5).all() and all(len(set(row)) == 12 for row in neg.tolist())
     counts = np.bincount(neg.ravel(), minlength=21)[6:]
     assert np.all(np.abs(counts - 4000 * 12 / 15) < 0.05 * 4000 * 12 / 15)
+
+
+def test_scoring_keeps_every_thread_and_the_thread_count_is_restored():
+    data = cyclic_dataset(num_users=40, num_items=150)
+    before = torch.get_num_threads()
+    seen_by_scorer = []
+    perfect = next_item_scorer(150)
+
+    def score(x):
+        seen_by_scorer.append(torch.get_num_threads())
+        return perfect(x)
+
+    compute_ranks(score, data, CFG, batch_size=16)
+    assert seen_by_scorer == [before] * 3
+    assert torch.get_num_threads() == before
