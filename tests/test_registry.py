@@ -330,7 +330,18 @@ def test_cli_register_promote_and_recommend_from_the_registry(trained, store, ca
     assert main(["promote", "--features", str(root / "features"), "--embeddings", str(root / "embeddings"),
                  "--run", "cli-run", *tiny]) == 0
     decision = json.loads(capsys.readouterr().out)
-    assert decision["promoted"] and (store / "runs" / "cli-run" / "registry" / "promotion.json").exists()
+    record = store / "runs" / "cli-run" / "registry" / "promotion.json"
+    assert decision["promoted"] and json.loads(record.read_text())["promoted"] is True
+    # promoting again (a rerun) changes nothing and keeps the recorded decision
+    assert main(["promote", "--features", str(root / "features"), "--run", "cli-run", *tiny]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert not again["promoted"] and "already the champion" in again["reason"]
+    assert again["challenger_value"] == decision["challenger_value"]
+    assert json.loads(record.read_text())["promoted"] is True
+    from unisem.registry.tracking import client as registry_client
+
+    tags = registry_client(load_config(None, TINY)).get_model_version("unisem", "1").tags
+    assert tags["promotion.decision"] == "promoted"
     assert main(["recommend", "--model", "models:/unisem@champion", "--history", "i0,i6", "-k", "3", *tiny]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["1", "2", "3"]
@@ -342,18 +353,3 @@ def test_cli_register_promote_and_recommend_from_the_registry(trained, store, ca
     assert main(["recommend", "--model", "models:/unisem@champion", "--history", "nope", *tiny]) == 1
     assert "unknown item id 'nope'" in capsys.readouterr().err
 
-
-def test_promoting_again_keeps_the_recorded_decision(trained, store):
-    from unisem.registry.promotion import promote_if_better
-    from unisem.registry.registration import log_and_register
-    from unisem.registry.tracking import client as registry_client
-
-    cfg = trained["cfg"]
-    layout = _layout(store, "again", trained)
-    reg = log_and_register(cfg, layout, trained["good"])
-    first = promote_if_better(cfg, trained["root"] / "features", layout=layout)
-    second = promote_if_better(cfg, trained["root"] / "features", layout=layout)
-    assert first.promoted and not second.promoted and "already the champion" in second.reason
-    assert second.challenger_value == first.challenger_value
-    assert json.loads((layout.registry / "promotion.json").read_text())["promoted"] is True
-    assert registry_client(cfg).get_model_version("unisem", reg.version).tags["promotion.decision"] == "promoted"
