@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from unisem.config import load_config
 from contract_files import write_catalog, write_events
+from unisem.config import load_config
 from unisem.data.contract import DataContractError
 from unisem.data.dataset import load_features, sequences_from_lists
 from unisem.data.features import build_features

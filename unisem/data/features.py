@@ -109,15 +109,16 @@ def _texts_in_pandas(template: str):
     return render
 
 
-def _indexed(df, key: str, index: str, start_col: str | None = None, start: int = 0):
+def _indexed(df, key: str, index: str, start: int = 0):
     """Number the rows of ``df`` contiguously from ``start`` in ``key`` order (a sort, then row numbers)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    # One ordered window: fine for millions of ids (one sort); the offsets stay exact and deterministic.
     return df.withColumn(index, (F.row_number().over(Window.orderBy(key)) - 1 + F.lit(start)).cast("int"))
 
 
-def cold_item_ids(spark, item_ids_df, share: float, seed: int):
+def cold_item_ids(item_ids_df, share: float, seed: int):
     """The ids of ``share`` of the items, chosen by a seeded hash of the id: stable while the catalog grows."""
     from pyspark.sql import functions as F
 
@@ -221,7 +222,7 @@ def _build(spark, cfg: UnisemConfig, catalog: Path, interactions: Path, tmp: Pat
     ).orderBy("item_index").write.parquet(str(tmp / ITEMS_TABLE))
 
     # --- cold-start holdout ---
-    cold = cold_item_ids(spark, items.filter(~F.col("_retired")).select("item_id"), data.cold_item_share, data.seed)
+    cold = cold_item_ids(items.filter(~F.col("_retired")).select("item_id"), data.cold_item_share, data.seed)
     cold_idx = cold.join(items.select("item_id", "item_index"), "item_id").select("item_index")
     cold_idx = cold_idx.persist(StorageLevel.MEMORY_AND_DISK)
     cold_count = cold_idx.count()
