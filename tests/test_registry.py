@@ -353,3 +353,30 @@ def test_cli_register_promote_and_recommend_from_the_registry(trained, store, ca
     assert main(["recommend", "--model", "models:/unisem@champion", "--history", "nope", *tiny]) == 1
     assert "unknown item id 'nope'" in capsys.readouterr().err
 
+
+
+def test_a_champion_from_an_older_catalog_is_evaluated_on_todays_items(trained):
+    """Today's features hold 10 items the model never saw (text only): they become candidates through their
+    semantic tokens, so the model is ranked against the same catalog as a model trained today."""
+    from dataclasses import replace
+
+    from unisem.evaluate.protocols import evaluate
+    from unisem.model import load_model
+    from unisem.registry.promotion import evaluate_serving
+    from unisem.registry.serving import ServingModel
+
+    cfg, data, text = trained["cfg"], trained["data"], trained["text"]
+    new_ids = tuple(f"new{j}" for j in range(10))
+    today = replace(data, item_ids=data.item_ids + new_ids, item_texts=data.item_texts + new_ids,
+                    item_titles=data.item_titles + new_ids)
+    today_text = np.concatenate([text, text[1:11] + 0.01])
+    model = load_model(trained["good"].model_dir)
+    yesterday = evaluate(model.score, data, cfg.evaluation, split="test", max_len=12, protocols=("full",),
+                         slices=False).metric("full/NDCG@10")
+    # without text for the new items they can never outrank a target: exactly yesterday's number
+    blind = evaluate_serving(ServingModel(load_model(trained["good"].model_dir)), cfg, today, None, "full/NDCG@10")
+    assert blind == pytest.approx(yesterday, abs=1e-12)
+    serving = ServingModel(load_model(trained["good"].model_dir))
+    seeing = evaluate_serving(serving, cfg, today, today_text, "full/NDCG@10")
+    assert serving.added == list(new_ids)
+    assert np.isfinite(seeing) and seeing < yesterday  # near-copies of known items now compete for the top

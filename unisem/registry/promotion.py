@@ -55,31 +55,36 @@ def decide(challenger: float, champion: float | None, min_improvement: float, me
     return False, f"challenger {why} on {metric}; champion stays"
 
 
-def evaluate_registered(
-    model_uri: str, cfg: UnisemConfig, data, text_embeddings: np.ndarray | None, metric: str
-) -> float:
-    """``metric`` of a registered model on the test split of ``data`` (current features).
+def evaluate_serving(serving, cfg: UnisemConfig, data, text_embeddings: np.ndarray | None, metric: str) -> float:
+    """``metric`` of a served model on the test split of ``data`` (current features), in ``data``'s vocabulary.
 
-    The model is loaded through the pyfunc loader (so its artifacts are checked); items of ``data`` it does
-    not know are added from ``text_embeddings`` (rows aligned with ``data``'s item indices), otherwise they
-    can never be recommended by it.
+    Items of ``data`` the model does not know are added from ``text_embeddings`` (rows aligned with
+    ``data``'s item indices), so they compete for the top ranks as they would in serving; without
+    embeddings (or with another encoder's) they can never be recommended by this model.
     """
     from unisem.evaluate.protocols import evaluate, split_metric_name
-    from unisem.registry.pyfunc_model import load_serving
 
     protocol, _ = split_metric_name(metric)
-    serving = load_serving(model_uri).serving
     unknown = [j for j, item in enumerate(data.item_ids) if item not in serving.index]
     if unknown and text_embeddings is not None:
         try:
             serving.add_items([data.item_ids[j] for j in unknown], text_embeddings[np.asarray(unknown) + 1])
         except ValueError as exc:  # another text encoder: the model cannot read today's embeddings
-            warnings.warn(f"{model_uri}: {len(unknown)} current items stay unscorable for this model: {exc}")
-    score_fn = serving.aligned_score_fn(data.item_ids)
+            warnings.warn(f"{len(unknown)} current items stay unscorable for this model: {exc}")
     report = evaluate(
-        score_fn, data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len, protocols=(protocol,), slices=False
+        serving.aligned_score_fn(data.item_ids), data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len,
+        protocols=(protocol,), slices=False,
     )
     return float(report.metric(metric))
+
+
+def evaluate_registered(
+    model_uri: str, cfg: UnisemConfig, data, text_embeddings: np.ndarray | None, metric: str
+) -> float:
+    """``evaluate_serving`` of a registered model, loaded through the pyfunc loader (artifacts checked)."""
+    from unisem.registry.pyfunc_model import load_serving
+
+    return evaluate_serving(load_serving(model_uri).serving, cfg, data, text_embeddings, metric)
 
 
 def promote_if_better(
