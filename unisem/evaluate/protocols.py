@@ -128,7 +128,8 @@ def _json_ready(value: Any) -> Any:
 def _touched_flat(data: SequenceDataset) -> tuple[np.ndarray, np.ndarray]:
     """Every (user, item) the user touched - history, validation and test - as two flat arrays."""
     lengths = np.fromiter((len(h) for h in data.histories), dtype=np.int64, count=data.num_users)
-    hist = np.concatenate(data.histories).astype(np.int64) if data.num_users and lengths.sum() else np.zeros(0, np.int64)
+    has_history = data.num_users and lengths.sum()
+    hist = np.concatenate(data.histories).astype(np.int64) if has_history else np.zeros(0, np.int64)
     users = np.arange(data.num_users, dtype=np.int64)
     user_of = np.concatenate([np.repeat(users, lengths), users, users])
     items = np.concatenate([hist, data.valid_items.astype(np.int64), data.test_items.astype(np.int64)])

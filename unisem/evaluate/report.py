@@ -123,7 +123,8 @@ def write_outputs(
     if history:
         from unisem.evaluate.plots import training_curves
 
-        training_curves(history, out_dir / TRAINING_PLOT, title=f"training ({result.get('diagnostics', {}).get('variant', '')})")
+        variant = (result.get("diagnostics") or {}).get("variant", "")
+        training_curves(history, out_dir / TRAINING_PLOT, title=f"training ({variant})")
     if getattr(model, "semantic_ids", None) is not None:
         import pyarrow.parquet as pq
 
@@ -165,7 +166,8 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             f"variant {diag.get('variant')}: {diag.get('embedding_params'):,} embedding parameters "
-            f"({diag.get('embedding_param_reduction', 0.0):.1%} fewer than id-only's {diag.get('id_only_embedding_params'):,})"
+            f"({diag.get('embedding_param_reduction', 0.0):.1%} fewer than id-only's "
+            f"{diag.get('id_only_embedding_params'):,})"
         )
         if "codebook_usage" in diag:
             usage = ", ".join(f"{u:.0%}" for u in diag["codebook_usage"])
