@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,7 @@ def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, 
             raise FileNotFoundError(f"{path}: the {name} folder does not exist")
     started = ensure_ray(cfg)
     try:
-        run_name = f"train-{os.getpid()}-{int(1000 * __import__('time').time())}"
+        run_name = f"train-{os.getpid()}-{int(1000 * time.time())}"
         config = {
             "cfg": to_dict(worker_config(cfg, t.num_workers)),
             "features_dir": str(Path(features_dir).resolve()),
