@@ -42,7 +42,8 @@ def write_plots(folder: Path, item_frequency: Mapping[int, int], sequence_length
     if len(ranks):
         ax.plot(ranks, values, color="tab:blue")
         ax.set_xscale("log")
-        ax.set_yscale("symlog")
+        ax.set_yscale("symlog")  # linear near zero, so items without interactions still show
+        ax.set_ylim(bottom=0)
     ax.set(title="Long tail: interactions per item", xlabel="item rank (1 = most popular)", ylabel="interactions")
     out.append(_save(plt, fig, folder / PLOTS[0]))
 
