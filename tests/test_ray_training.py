@@ -7,18 +7,16 @@ drill on real Ray worker processes.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-sys.path.insert(0, str(Path(__file__).parent))
-from b1_synthetic import chain_dataset  # noqa: E402
+from b1_synthetic import chain_dataset
 
-from unisem.config import load_config  # noqa: E402
-from unisem.data.dataset import load_features, write_features  # noqa: E402
+from unisem.config import load_config
+from unisem.data.dataset import load_features, write_features
 
 pytestmark = pytest.mark.ray
 

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-sys.path.insert(0, str(Path(__file__).parent))
-from b1_synthetic import chain_dataset  # noqa: E402
+from b1_synthetic import chain_dataset
 
-from unisem.config import load_config  # noqa: E402
-from unisem.data.dataset import write_features  # noqa: E402
-from unisem.home import RunLayout  # noqa: E402
+from unisem.config import load_config
+from unisem.data.dataset import write_features
+from unisem.home import RunLayout
 
 TINY = [
     "quantizer.levels=2",
