@@ -42,7 +42,9 @@ UNISEM = [sys.executable, "-c", "import sys; from unisem.cli import main; sys.ex
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW", "UNISEM_", "MLFLOW_", "RAY_ADDRESS", "SPARK_MASTER"))}
-    env.update({"UNISEM_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    # Two runs share the machine at once: small Spark drivers are plenty for a few hundred items.
+    env.update({"UNISEM_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "UNISEM_SPARK_DRIVER_MEMORY": "1g"})
     return env
 
 
