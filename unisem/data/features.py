@@ -228,41 +228,38 @@ def _build(spark, cfg: UnisemConfig, catalog: Path, interactions: Path, tmp: Pat
     cold_count = cold_idx.count()
     cold_idx.select(F.col("item_index").cast("int")).orderBy("item_index").write.parquet(str(tmp / COLD_ITEMS_TABLE))
 
-    # --- events: known items only, exact duplicates dropped ---
+    # --- events -> per-user chronological sequences, in one shuffle of the log ---
+    # Unknown items are counted here and left out; collect_set drops exact duplicate events; sort_array
+    # orders by timestamp, then position, then item id (ties broken the same way on every run).
     events_in = inputs.interactions.filter(F.col("user_id").isNotNull() & F.col("item_id").isNotNull())
-    joined = events_in.join(
-        F.broadcast(items.select("item_id", "item_index")) if item_stats["n"] <= 2_000_000 else items.select("item_id", "item_index"),
-        "item_id",
-        "left",
+    index = items.select("item_id", "item_index")
+    joined = events_in.join(F.broadcast(index) if item_stats["n"] <= 2_000_000 else index, "item_id", "left").join(
+        F.broadcast(cold_idx.withColumn("_cold", F.lit(True))), "item_index", "left"
     )
-    joined = joined.persist(StorageLevel.MEMORY_AND_DISK)
-    counts = joined.agg(
-        F.count("*").alias("events"), F.sum(F.col("item_index").isNull().cast("int")).alias("unknown")
+    event = F.struct(
+        "timestamp", "position", "item_id", "item_index", F.coalesce("_cold", F.lit(False)).alias("_cold")
+    )
+    per_user = joined.groupBy("user_id").agg(
+        F.sort_array(F.collect_set(F.when(F.col("item_index").isNotNull(), event))).alias("ev"),
+        F.count("*").alias("raw"),
+        F.sum(F.col("item_index").isNull().cast("int")).alias("unknown"),
+    )
+    per_user = per_user.withColumn("n", F.size("ev")).persist(StorageLevel.MEMORY_AND_DISK)
+    user_stats = per_user.agg(
+        F.count("*").alias("users"),
+        F.sum("raw").alias("raw"),
+        F.sum("unknown").alias("unknown"),
+        F.sum("n").alias("events"),
+        F.sum((F.col("n") < data.min_user_interactions).cast("int")).alias("short"),
     ).first()
-    events_total = int(counts["events"])
-    unknown = int(counts["unknown"] or 0)
+    events_total = int(user_stats["raw"] or 0)
+    unknown = int(user_stats["unknown"] or 0)
     if unknown and data.unknown_items == "fail":
         example = joined.filter(F.col("item_index").isNull()).select("item_id").orderBy("item_id").first()[0]
         raise DataContractError(
             f"{interactions}: {unknown} interaction(s) name items absent from the catalog, e.g. item_id {example!r}"
             " (data.unknown_items=fail)"
         )
-    known = joined.filter(F.col("item_index").isNotNull())
-    deduped = known.dropDuplicates(["user_id", "item_id", "timestamp", "position"])
-    with_cold = deduped.join(
-        F.broadcast(cold_idx.withColumn("_cold", F.lit(True))), "item_index", "left"
-    ).withColumn("_cold", F.coalesce("_cold", F.lit(False)))
-
-    # --- per-user chronological sequences: timestamp, then position, then item id break ties ---
-    per_user = with_cold.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(F.struct("timestamp", "position", "item_id", "item_index", "_cold"))).alias("ev")
-    )
-    per_user = per_user.withColumn("n", F.size("ev")).persist(StorageLevel.MEMORY_AND_DISK)
-    user_stats = per_user.agg(
-        F.count("*").alias("users"),
-        F.sum("n").alias("events"),
-        F.sum((F.col("n") < data.min_user_interactions).cast("int")).alias("short"),
-    ).first()
     kept = per_user.filter(F.col("n") >= data.min_user_interactions)
     seqs = kept.select(
         "user_id",
@@ -304,7 +301,7 @@ def _build(spark, cfg: UnisemConfig, catalog: Path, interactions: Path, tmp: Pat
     ).orderBy("user_index").write.parquet(str(tmp / SEQUENCES_TABLE))
     kept_users = users.count()
 
-    for df in (cat, items, cold_idx, joined, per_user, users):
+    for df in (cat, items, cold_idx, per_user, users):
         df.unpersist()
     return {
         "items": int(item_stats["n"]),

@@ -8,6 +8,7 @@ does, so one bad night cannot make the next bad night look normal.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -56,6 +57,7 @@ def run_gate(
     spark = spark_session(resolve_master(None, cfg.orchestration.spark_master))
     inputs = read_inputs(spark, catalog, interactions)
     baseline = load_baseline(home)
+    started = time.perf_counter()
     try:
         prof = profile(inputs.catalog, inputs.interactions, cfg)
     except spark_errors() as exc:
@@ -64,6 +66,7 @@ def run_gate(
         raise DataContractError(f"{catalog}: the catalog is empty")
     if not prof.measures["interactions"]:
         raise DataContractError(f"{interactions}: there are no interactions")
+    timings = {"measures": time.perf_counter() - started}
     measures = {**prof.measures, **drift_measures(baseline, prof.measures, prof.item_frequency)}
     checks = evaluate_checks(cfg.quality, measures)
     verdict = decide(checks)
@@ -75,6 +78,7 @@ def run_gate(
             )]
         except spark_errors() as exc:
             raise DataContractError(f"{catalog} / {interactions}: Great Expectations could not validate: {spark_error_summary(exc)}") from exc
+        timings["great_expectations"] = time.perf_counter() - started - timings["measures"]
         plots = write_plots(tmp, prof.item_frequency, prof.sequence_lengths, prof.title_lengths)
         source = {"catalog": str(catalog), "interactions": str(interactions)}
         write_report(tmp / REPORT_FILE, verdict, checks, measures, plots, suites, source)
@@ -90,6 +94,8 @@ def run_gate(
             "great_expectations": suites,
             "baseline": {"compared_with": baseline.get("source") if baseline else None, "updated": accepted},
             "report": REPORT_FILE,
+            # Where the time went (seconds), for capacity planning; see benchmarks/gate_scaling.py.
+            "seconds": {k: round(v, 2) for k, v in timings.items()},
             "data_docs": f"{DATA_DOCS_DIR}/index.html",
         }
         (tmp / VERDICT_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))

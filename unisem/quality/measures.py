@@ -1,8 +1,8 @@
 """The gate's measures, computed with Spark built-ins; only small summaries ever reach the driver.
 
 Catalog text quality comes from one aggregation over the catalog. The interaction log is grouped once by
-event (user, item, timestamp, position) to find duplicated events; per-user and per-item counts are derived
-from that, and the distribution statistics come from count-of-counts histograms (``distribution``).
+user (event counts and distinct events, hence duplicates) and once by item (counted map-side), and the
+distribution statistics come from count-of-counts histograms (``distribution``).
 """
 from __future__ import annotations
 
@@ -130,19 +130,17 @@ def interaction_measures(interactions, catalog, cfg: UnisemConfig) -> Interactio
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    events = (
-        interactions.groupBy("user_id", "item_id", "timestamp", "position")
-        .agg(F.count("*").alias("c"))
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    # Per user: events (n) and distinct events (d) in one shuffle of the log; duplicates are n - d.
+    per_user = interactions.groupBy("user_id").agg(
+        F.count("*").alias("n"), F.size(F.collect_set(F.struct("item_id", "timestamp", "position"))).alias("d")
     )
+    seq_rows = per_user.groupBy("n").agg(F.count("*").alias("users"), F.sum(F.col("n") - F.col("d")).alias("dup")).collect()
+    seq_hist = {int(r["n"]): int(r["users"]) for r in seq_rows}
+    dup = sum(int(r["dup"]) for r in seq_rows)
+    n_events = sum(n * u for n, u in seq_hist.items())
+    # Per item: counted map-side first, so only one row per item and partition crosses the shuffle.
+    per_item = interactions.groupBy("item_id").agg(F.count("*").alias("n")).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # Per user: events (n) and distinct events (d); duplicates are n - d. One small histogram comes back.
-        per_user = events.groupBy("user_id").agg(F.sum("c").alias("n"), F.count("*").alias("d"))
-        seq_rows = per_user.groupBy("n").agg(F.count("*").alias("users"), F.sum(F.col("n") - F.col("d")).alias("dup")).collect()
-        seq_hist = {int(r["n"]): int(r["users"]) for r in seq_rows}
-        dup = sum(int(r["dup"]) for r in seq_rows)
-        n_events = sum(n * u for n, u in seq_hist.items())
-        per_item = events.groupBy("item_id").agg(F.sum("c").alias("n")).persist(StorageLevel.MEMORY_AND_DISK)
         ids = catalog.where(F.col("item_id").isNotNull()).select("item_id").distinct()
         unknown = per_item.join(ids, "item_id", "left_anti").agg(F.sum("n").alias("n"), F.count("*").alias("k")).first()
         freq = (
@@ -152,9 +150,8 @@ def interaction_measures(interactions, catalog, cfg: UnisemConfig) -> Interactio
             .count()
             .collect()
         )
-        per_item.unpersist()
     finally:
-        events.unpersist()
+        per_item.unpersist()
     item_hist = {int(r["n"]): int(r["count"]) for r in freq}
     items_seen = sum(c for n, c in item_hist.items() if n > 0) + int(unknown["k"] or 0)
     ih, sh = dist.histogram(item_hist), dist.histogram(seq_hist)
