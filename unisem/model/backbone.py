@@ -64,6 +64,7 @@ class SASRec(nn.Module):
         super().__init__()
         self.dim, self.max_len = dim, max_len
         self.positions = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.positions.weight, std=0.02)  # N(0, 1) would drown the item vectors
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList([Block(dim, heads, ffn, dropout) for _ in range(blocks)])
         self.norm = nn.LayerNorm(dim)

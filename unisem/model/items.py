@@ -64,7 +64,8 @@ class ItemRepresentation(nn.Module):
         if self.has_id:
             width = id_dim if variant == "unified" else id_only_dim
             self.ids = nn.Embedding(num_items + 2, width)
-            nn.init.normal_(self.ids.weight, std=width**-0.5)
+            # Small init (as BERT/RecBole): Adam's steps have a fixed size, so small vectors reshape fast.
+            nn.init.normal_(self.ids.weight, std=0.02)
             self.dim += width
 
     @torch.no_grad()
