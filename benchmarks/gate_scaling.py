@@ -82,7 +82,7 @@ def main() -> int:
     parser.add_argument("--items-per-interaction", type=float, default=0.1)
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "unisem-bench-data")
     args = parser.parse_args()
-    command = "python benchmarks/gate_scaling.py " + shlex.join(sys.argv[1:])
+    command = ("python benchmarks/gate_scaling.py " + shlex.join(sys.argv[1:])).strip()
     cfg = load_config()
     spark = spark_session()
     cores = spark.sparkContext.defaultParallelism
