@@ -156,3 +156,16 @@ def test_beauty_passes_with_its_real_dirt_as_warnings(spark, tmp_path, beauty_di
     assert m["top1pct_share"] == pytest.approx(0.105, abs=0.005)
     assert m["top20pct_share"] == pytest.approx(0.581, abs=0.005)
     assert 0.09 < m["html_share"] < 0.2
+
+    # The same files through the feature job: every user (5-core) kept, last item test, second to last valid.
+    from unisem.data.dataset import load_features
+    from unisem.data.features import build_features
+
+    features = load_features(build_features(load_config(), data / CATALOG_FILE, data / INTERACTIONS_FILE,
+                                            tmp_path / "features"))
+    assert features.num_items == 12101 and features.num_users == 22363
+    first = (beauty_dir / "sequences.txt").read_text().splitlines()[0].split()
+    u = features.user_ids.index(first[0])
+    ids = features.item_ids
+    assert ids[features.test_items[u] - 1] == first[-1] and ids[features.valid_items[u] - 1] == first[-2]
+    assert [ids[i - 1] for i in features.histories[u]] == first[1:-2][-50:]
