@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+# The venv first on PATH, so subprocesses (spark-submit, Spark's Python workers, airflow) use its Python.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup run test clean
 

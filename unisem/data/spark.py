@@ -8,6 +8,7 @@ timestamps read the same everywhere. On a cluster the master comes from the call
 from __future__ import annotations
 
 import os
+import sys
 
 # Environment overrides for the settings that only matter at scale; the defaults fit a laptop-class machine.
 DRIVER_MEMORY_ENV = "UNISEM_SPARK_DRIVER_MEMORY"
@@ -39,6 +40,10 @@ def spark_session(master: str | None = None, app: str = "unisem"):
 
     builder = SparkSession.builder.appName(app)
     resolved = resolve_master(master)
+    if resolved is None or resolved.startswith("local"):
+        # Local Python workers must be this interpreter (the venv with pyarrow), not whatever "python3" is
+        # first on PATH; on a cluster the workers' Python is the cluster's business (PYSPARK_PYTHON there).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if resolved:
         builder = builder.master(resolved)
     builder = (

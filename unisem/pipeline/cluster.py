@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import sys
 import subprocess
 import time
 import uuid
@@ -52,6 +53,9 @@ def spark_submit_executable() -> str:
     home = os.environ.get("SPARK_HOME")
     if home and (Path(home) / "bin" / "spark-submit").exists():
         return str(Path(home) / "bin" / "spark-submit")
+    beside = Path(sys.executable).parent / "spark-submit"  # the venv's own, whatever PATH says
+    if beside.exists():
+        return str(beside)
     found = shutil.which("spark-submit")
     if not found:
         raise ClusterJobError("spark-submit not found: set SPARK_HOME or put spark-submit on PATH")
@@ -96,7 +100,9 @@ def spark_submit(master: str, job: str, args: Sequence[str], log_path: Path, ok_
     script = JOBS_DIR / job
     if not script.exists():
         raise ClusterJobError(f"{script}: spark-submit entry point missing")
-    return run_logged(spark_submit_command(master, job, args, spark_submit_executable()), log_path, ok_codes=ok_codes)
+    # A local master runs the job's Python here: make it this interpreter (the venv), not "python3" on PATH.
+    env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable} if master.startswith("local") else None
+    return run_logged(spark_submit_command(master, job, args, spark_submit_executable()), log_path, env=env, ok_codes=ok_codes)
 
 
 def submit_ray_job(address: str, entrypoint: Sequence[str], name: str, env: Mapping[str, str] | None = None,
