@@ -88,6 +88,16 @@ def render_table(rows: list[dict]) -> str:
 
 
 def merge_rows(new_rows: list[dict]) -> list[dict]:
+    """Replace this run's rows in beauty.json under a file lock (several variants run side by side)."""
+    import fcntl
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.parent / ".beauty.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _merge_rows_locked(new_rows)
+
+
+def _merge_rows_locked(new_rows: list[dict]) -> list[dict]:
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     keys = {tuple(r[k] for k in KEY) for r in new_rows}
     rows = [r for r in rows if tuple(r[k] for k in KEY) not in keys] + new_rows
