@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 def main() -> None:
     import ray
     import torch
-    from b1_synthetic import chain_dataset
+    from synthetic_sequences import chain_dataset
     from safetensors.numpy import save_file
     from test_ray_training import TINY
 

@@ -36,3 +36,17 @@ def spark():
     session.conf.set("spark.sql.shuffle.partitions", "2")  # tiny test data: fewer, not emptier, tasks
     yield session
     session.stop()
+
+
+@pytest.fixture
+def single_thread(monkeypatch):
+    """One torch thread and a fixed seed: the test models are tiny, and on a busy 2-core machine a second
+    thread mostly waits; a fixed seed makes them repeatable."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)

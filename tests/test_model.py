@@ -13,13 +13,7 @@ from unisem.model.backbone import SASRec
 from unisem.model.losses import bce_loss, ce_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_cfg(**model):

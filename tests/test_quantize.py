@@ -9,13 +9,7 @@ from unisem.quantize import RQVAE, ResidualQuantizer, level_distances
 from unisem.quantize.kmeans import assign, kmeans
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_level_distances_per_option():

@@ -13,30 +13,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from b1_synthetic import chain_dataset
+from synthetic_sequences import TINY_MODEL, chain_dataset
 
 from unisem.config import load_config
 from unisem.data.dataset import load_features, write_features
 
 pytestmark = pytest.mark.ray
 
-TINY = [
-    "quantizer.levels=2",
-    "quantizer.codebook_size=8",
-    "quantizer.code_dim=8",
-    "quantizer.encoder_hidden=[16]",
-    "quantizer.kmeans_iters=5",
-    "model.num_blocks=1",
-    "model.num_heads=1",
-    "model.ffn_dim=16",
-    "model.dropout=0.1",
-    "model.id_dim=4",
-    "data.max_seq_len=12",
-    "training.max_epochs=6",
-    "training.batch_size=64",
-    "training.lr=0.01",
-    "training.show_progress=false",
-]
+TINY = [*TINY_MODEL, "training.max_epochs=6", "training.lr=0.01"]
 
 
 @pytest.fixture(scope="module")

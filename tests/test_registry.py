@@ -16,28 +16,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from b1_synthetic import chain_dataset
+from synthetic_sequences import TINY_MODEL, chain_dataset
 
 from unisem.config import load_config
 from unisem.data.dataset import write_features
 from unisem.home import RunLayout
 
-TINY = [
-    "quantizer.levels=2",
-    "quantizer.codebook_size=8",
-    "quantizer.code_dim=8",
-    "quantizer.encoder_hidden=[16]",
-    "quantizer.kmeans_iters=5",
-    "model.num_blocks=1",
-    "model.num_heads=1",
-    "model.ffn_dim=16",
-    "model.dropout=0.1",
-    "model.id_dim=4",
-    "data.max_seq_len=12",
-    "training.batch_size=64",
-    "training.show_progress=false",
-    "evaluation.ks=[10]",
-]
+TINY = [*TINY_MODEL, "evaluation.ks=[10]"]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from b1_synthetic import chain_dataset
+from synthetic_sequences import chain_dataset
 from unisem.config import DemoConfig, UnisemConfig, replace_in
 from unisem.data.dataset import SequenceDataset, sequences_from_lists, write_features
 from unisem.evaluate.protocols import evaluate
@@ -17,14 +17,7 @@ from unisem.train import LocalRuntime, fit
 from unisem.train.examples import length_batches, sample_negatives, training_arrays
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """One thread: these models are tiny, and on a busy 2-core machine a second thread only waits."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_cfg(**training):

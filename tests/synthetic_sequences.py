@@ -1,4 +1,4 @@
-"""Tiny synthetic sequences with learnable structure, for the model and training tests (team B1).
+"""Tiny synthetic sequences with learnable structure, for the model, training, Ray and registry tests.
 
 Items form ``groups`` chains; a user walks along one chain (item i is followed by the next item of its
 chain), so the next item is predictable from the last one while popularity is nearly flat. Text embeddings
@@ -29,3 +29,21 @@ def chain_dataset(items: int = 60, users: int = 300, groups: int = 6, length: tu
     text = np.zeros((items + 1, text_dim), dtype=np.float32)
     text[1:] = centroids[group_of] + 0.3 * rng.normal(size=(items, text_dim)).astype(np.float32)
     return data, text
+
+
+# A model small enough to train in seconds on the chain data (config overrides, `--set` syntax).
+TINY_MODEL = [
+    "quantizer.levels=2",
+    "quantizer.codebook_size=8",
+    "quantizer.code_dim=8",
+    "quantizer.encoder_hidden=[16]",
+    "quantizer.kmeans_iters=5",
+    "model.num_blocks=1",
+    "model.num_heads=1",
+    "model.ffn_dim=16",
+    "model.dropout=0.1",
+    "model.id_dim=4",
+    "data.max_seq_len=12",
+    "training.batch_size=64",
+    "training.show_progress=false",
+]
