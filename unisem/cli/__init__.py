@@ -31,6 +31,17 @@ EXIT_ERROR = 1
 EXIT_GATE_FAILED = 3
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments exit 1 like any other error (argparse would exit 2), so a scheduler sees 0 / 1 / 3 only.
+
+    Subcommand parsers inherit the class (``add_subparsers`` uses the parent's type).
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def config_from_args(args: argparse.Namespace) -> UnisemConfig:
     return load_config(args.config, args.overrides or ())
 
@@ -49,7 +60,7 @@ def common_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unisem", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="unisem", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_parser()
     for name in STAGE_MODULES:

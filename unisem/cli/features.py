@@ -14,9 +14,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
     p.add_argument("--out", required=True, help="features folder to write (replaced atomically)")
     p.add_argument("--previous", default=None, help="last run's features folder: known ids keep their index")
-    from unisem.cli.quality import usage_error_exits_1
-
-    p.error = usage_error_exits_1(p)  # type: ignore[method-assign]
     p.set_defaults(handler=_features)
 
 

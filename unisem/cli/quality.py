@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -17,7 +16,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--home", default=None, help="UNISEM_HOME holding the drift baseline (default: $UNISEM_HOME)")
-    p.error = usage_error_exits_1(p)  # type: ignore[method-assign]
     p.set_defaults(handler=_validate)
 
 
@@ -36,13 +34,3 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"  {c.severity}: quality.{c.check} observed {c.observed:.6g}, threshold {c.threshold:g}")
     print(f"verdict: {result.verdict_path}\nreport:  {result.report_path}")
     return result.exit_code
-
-
-def usage_error_exits_1(parser: argparse.ArgumentParser):
-    """Bad arguments exit 1 like any other error (argparse would exit 2), so a scheduler sees 0 / 1 / 3 only."""
-
-    def error(message: str):
-        parser.print_usage(sys.stderr)
-        parser.exit(1, f"{parser.prog}: error: {message}\n")
-
-    return error
