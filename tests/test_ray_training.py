@@ -118,6 +118,12 @@ def test_cli_train_ray_in_local_mode(inputs, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["model_dir"] == str(out / "model") and (out / "model" / "weights.safetensors").exists()
     assert _record(out)["world_size"] == 1 and _record(out)["epochs"] == 2
+    # A rerun into the same folder drops earlier Ray run folders (never resumed across calls) instead of piling up.
+    stale = out / "ray" / "train-earlier-call"
+    stale.mkdir(parents=True)
+    assert main(["train", "--ray", "--features", str(inputs[0]), "--embeddings", str(inputs[1]), "--out", str(out), *args]) == 0
+    capsys.readouterr()
+    assert not stale.exists()
     assert main(["train", "--ray", "--resume", "--features", str(inputs[0]), "--embeddings", str(inputs[1]),
                  "--out", str(out), *args]) == 1
     assert "--resume is for in-process training" in capsys.readouterr().err

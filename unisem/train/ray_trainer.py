@@ -200,6 +200,9 @@ def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, 
     for name, path in (("features", features_dir), ("embeddings", embeddings_dir)):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: the {name} folder does not exist")
+    # Ray resumes only within one call (FailureConfig); earlier calls' run folders are never read again, so a
+    # rerun of the same training folder starts by dropping them instead of piling them up.
+    shutil.rmtree(out_dir / STORAGE_DIR, ignore_errors=True)
     started = ensure_ray(cfg)
     try:
         run_name = f"train-{os.getpid()}-{int(1000 * time.time())}"
