@@ -77,7 +77,7 @@ def main() -> int:
         "load_average_1min": [round(load_before, 2), round(load_after, 2)],
         "note": "shared machine (see load_average_1min: before/after the cold pass on 2 cores): wall-clock "
         "figures are upper bounds; cold_cpu_seconds is the encoding's own CPU cost",
-        "command": "nice -n 10 python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]))] + sys.argv[1:]),
+        "command": "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]))] + sys.argv[1:]),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
