@@ -55,13 +55,8 @@ class RunLayout:
 
     @property
     def training(self) -> Path:
-        """Checkpoints and the best model (unisem.train)."""
+        """Checkpoints, Ray run folders and the best model, ``training/model`` (unisem.train)."""
         return self.root / "training"
-
-    @property
-    def model(self) -> Path:
-        """The exported best model: weights.safetensors, config.json, codebooks, semantic-ID table."""
-        return self.root / "model"
 
     @property
     def evaluation(self) -> Path:
