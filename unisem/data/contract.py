@@ -38,6 +38,14 @@ CATALOG_FILE = "catalog.parquet"
 INTERACTIONS_FILE = "interactions.parquet"
 
 
+def contract_table(schema: pa.Schema, columns: dict[str, object]) -> pa.Table:
+    """Python sequences of some contract fields -> a table typed by ``schema`` (fields left out stay absent).
+
+    Importers collect plain lists; the types come from the contract here, once, not at every call site.
+    """
+    return pa.table({name: pa.array(values, schema.field(name).type) for name, values in columns.items()})
+
+
 class DataContractError(ValueError):
     """Input that does not fit the data contract; the message names the file, row and field."""
 

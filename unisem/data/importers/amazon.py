@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from unisem.data.contract import DataContractError
+from unisem.data.contract import CATALOG_SCHEMA, INTERACTIONS_SCHEMA, DataContractError, contract_table
 from unisem.data.importers.lines import records
 from unisem.data.importers.output import ImportSummary, check_unique_ids, write_import
 
@@ -90,15 +90,16 @@ def read_metadata(path: Path, style: Style = "auto", duplicates: Literal["fail",
         categories.append(_category_path(rec, resolved))
         prices.append(parse_price(rec.get("price")))
     check_unique_ids(ids, lines, str(path), field="asin")
-    return pa.table(
+    return contract_table(
+        CATALOG_SCHEMA,
         {
-            "item_id": pa.array(ids, pa.string()),
-            "title": pa.array(titles, pa.string()),
-            "description": pa.array(descriptions, pa.string()),
-            "brand": pa.array(brands, pa.string()),
-            "categories": pa.array(categories, pa.list_(pa.string())),
-            "price": pa.array(prices, pa.float64()),
-        }
+            "item_id": ids,
+            "title": titles,
+            "description": descriptions,
+            "brand": brands,
+            "categories": categories,
+            "price": prices,
+        },
     )
 
 
@@ -139,13 +140,14 @@ def read_reviews(path: Path) -> tuple[pa.Table, np.ndarray]:
         items.append(str(rec["asin"]))
         times.append(_review_time(rec, path, number))
         lines.append(number)
-    table = pa.table(
+    table = contract_table(
+        INTERACTIONS_SCHEMA,
         {
-            "user_id": pa.array(users, pa.string()),
-            "item_id": pa.array(items, pa.string()),
-            "timestamp": pa.array(np.asarray(times, dtype=np.int64) * 1_000_000, pa.timestamp("us", tz="UTC")),
-            "position": pa.array(lines, pa.int64()),
-        }
+            "user_id": users,
+            "item_id": items,
+            "timestamp": np.asarray(times, dtype=np.int64) * 1_000_000,
+            "position": lines,
+        },
     )
     return table, np.asarray(lines, dtype=np.int64)
 

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-from unisem.data.contract import DataContractError
+from unisem.data.contract import CATALOG_SCHEMA, INTERACTIONS_SCHEMA, DataContractError, contract_table
 from unisem.data.importers.lines import numbered_lines, records
 from unisem.data.importers.output import ImportSummary, check_unique_ids, write_import
 
@@ -51,16 +51,17 @@ def read_items(path: Path) -> pa.Table:
                 raise DataContractError(f"{path}: line {number}: field price: not a number: {price!r}") from None
         prices.append(price)
     check_unique_ids(ids, lines, str(path))
-    return pa.table(
+    return contract_table(
+        CATALOG_SCHEMA,
         {
-            "item_id": pa.array(ids, pa.string()),
-            "title": pa.array(titles, pa.string()),
-            "description": pa.array(descriptions, pa.string()),
-            "brand": pa.array(brands, pa.string()),
-            "categories": pa.array(categories, pa.list_(pa.string())),
-            "price": pa.array(prices, pa.float64()),
-            "text": pa.array(texts, pa.string()),
-        }
+            "item_id": ids,
+            "title": titles,
+            "description": descriptions,
+            "brand": brands,
+            "categories": categories,
+            "price": prices,
+            "text": texts,
+        },
     )
 
 
@@ -83,12 +84,13 @@ def read_sequences(path: Path) -> tuple[pa.Table, np.ndarray]:
         items.extend(seq)
         positions.extend(range(len(seq)))
         lines.extend([number] * len(seq))
-    table = pa.table(
+    table = contract_table(
+        INTERACTIONS_SCHEMA,
         {
-            "user_id": pa.array(users, pa.string()),
-            "item_id": pa.array(items, pa.string()),
-            "position": pa.array(positions, pa.int64()),
-        }
+            "user_id": users,
+            "item_id": items,
+            "position": positions,
+        },
     )
     return table, np.asarray(lines, dtype=np.int64)
 
