@@ -8,7 +8,11 @@ protocol (replacing earlier rows of the same variant/distance/loss/seed), then r
 ``--speed-only`` measures one training epoch and one validation pass without writing rows.
 
 Besides the issue's fields, each row records the training budget (max_epochs, patience), whether early
-stopping ended the run (a run cut by max_epochs may still have been improving), wall and CPU seconds.
+stopping ended the run (a run cut by max_epochs may still have been improving), wall and CPU seconds, the
+device, and any ``--set`` overrides of the paper configuration. Rows are keyed by variant, distance, loss,
+seed, protocol, device and overrides, so a GPU rerun never replaces the CPU rows that the speed targets
+are measured on. ``--time-budget`` stops training after the epoch that passes it and evaluates the best
+checkpoint (the row says ``cut_by_time_budget``).
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results" / "beauty.json"
 TABLE = HERE / "results" / "beauty.md"
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
-KEY = ("variant", "distance", "loss", "seed", "protocol")
+KEY = ("variant", "distance", "loss", "seed", "protocol", "device", "overrides")
+ROW_DEFAULTS = {"device": "cpu", "overrides": ""}  # rows written before these fields existed
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -40,6 +45,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--item-table", choices=("batch", "full"), default="batch")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: the environment's default)")
+    p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, ...")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override on top of the paper configuration, e.g. model.id_dim=32 (repeatable)")
+    p.add_argument("--time-budget", type=float, default=0.0,
+                   help="seconds of training after which the run stops at the end of the epoch (0: none)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="rows file (the table is written beside it)")
     p.add_argument("--speed-only", action="store_true", help="time one epoch; write no rows")
     p.add_argument("--work", type=Path, default=None, help="training folder (default: UNISEM_HOME/bench/...)")
     p.add_argument("--evaluate-only", action="store_true",
@@ -47,14 +58,19 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class TimingRuntime:
-    """LocalRuntime that prints each epoch's record (for the log)."""
+class TimeBudgetExceeded(Exception):
+    """Raised after an epoch's checkpoint once the run's time budget is spent."""
 
-    def __init__(self):
+
+class TimingRuntime:
+    """LocalRuntime that prints each epoch's record (for the log) and enforces the time budget."""
+
+    def __init__(self, device: str = "cpu", time_budget: float = 0.0):
         from unisem.train import LocalRuntime
 
-        self.inner = LocalRuntime()
+        self.inner = LocalRuntime(device)
         self.rank, self.world_size, self.device = 0, 1, self.inner.device
+        self.deadline = time.perf_counter() + time_budget if time_budget > 0 else None
 
     is_main = property(lambda self: True)
 
@@ -69,17 +85,26 @@ class TimingRuntime:
 
     def report(self, metrics, checkpoint_dir):
         print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise TimeBudgetExceeded
+
+
+ORDER = {"unified": 0, "id-only": 1, "semantic-only": 2}
+
+
+def config_of(r: dict) -> tuple:
+    """What a row measures apart from its seed: rows with equal config_of are seeds of one configuration."""
+    return (r["protocol"], ORDER[r["variant"]], r["variant"], r["distance"], r["loss"], r["device"], r["overrides"])
 
 
 def render_table(rows: list[dict]) -> str:
-    head = "| variant | distance | loss | protocol | seed | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | epochs (best/ran/max) | s/epoch train | s/valid | collisions | emb. params |\n"
-    head += "|" + "---|" * 16 + "\n"
-    order = {"unified": 0, "id-only": 1, "semantic-only": 2}
-    for r in sorted(rows, key=lambda r: (r["protocol"], order[r["variant"]], r["distance"], r["loss"], r["seed"])):
+    head = "| variant | distance | loss | overrides | device | protocol | seed | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | epochs (best/ran/max) | s/epoch train | s/valid | collisions | emb. params |\n"
+    head += "|" + "---|" * 18 + "\n"
+    for r in sorted(rows, key=lambda r: (config_of(r), r["seed"])):
         m = r["metrics"]
         coll = "-" if r["collision_rate"] is None else f"{r['collision_rate']:.3f}"
         head += (
-            f"| {r['variant']} | {r['distance']} | {r['loss']} | {r['protocol']} | {r['seed']} | "
+            f"| {r['variant']} | {r['distance']} | {r['loss']} | {r['overrides'] or '-'} | {r['device']} | {r['protocol']} | {r['seed']} | "
             + " | ".join(f"{m[k]:.4f}" for k in METRICS)
             + f" | {r['best_epoch']}/{r['epochs']}/{r['max_epochs']}{'' if r['stopped_early'] else '*'} | "
             f"{r['seconds_per_epoch']:.1f} | {r['valid_seconds']:.1f} | {coll} | {r['embedding_params']:,} |\n"
@@ -87,26 +112,80 @@ def render_table(rows: list[dict]) -> str:
     return head
 
 
-def merge_rows(new_rows: list[dict]) -> list[dict]:
-    """Replace this run's rows in beauty.json under a file lock (several variants run side by side)."""
+def render_summary(rows: list[dict]) -> str:
+    """Mean and sample standard deviation over seeds of each configuration (the headline figures)."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(config_of(r), []).append(r)
+    out = "| variant | distance | loss | overrides | device | protocol | seeds | HR@10 mean ± sd | NDCG@10 mean ± sd | MRR mean ± sd |\n"
+    out += "|" + "---|" * 10 + "\n"
+    for key in sorted(groups):
+        group = groups[key]
+        cells = []
+        for k in ("HR@10", "NDCG@10", "MRR"):
+            values = [g["metrics"][k] for g in group]
+            sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+            cells.append(f"{statistics.mean(values):.4f} ± {sd:.4f}" if len(values) > 1 else f"{values[0]:.4f}")
+        protocol, _, variant, distance, loss, device, overrides = key
+        seeds = ",".join(str(s) for s in sorted(g["seed"] for g in group))
+        out += f"| {variant} | {distance} | {loss} | {overrides or '-'} | {device} | {protocol} | {seeds} | " + " | ".join(cells) + " |\n"
+    return out
+
+
+def merge_rows(new_rows: list[dict], results: Path = RESULTS) -> list[dict]:
+    """Replace this run's rows in the rows file under a file lock (several variants run side by side)."""
     import fcntl
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.parent / ".beauty.lock", "w") as lock:
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with open(results.parent / ".beauty.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _merge_rows_locked(new_rows)
+        return _merge_rows_locked(new_rows, results)
 
 
-def _merge_rows_locked(new_rows: list[dict]) -> list[dict]:
-    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+def _merge_rows_locked(new_rows: list[dict], results: Path) -> list[dict]:
+    rows = json.loads(results.read_text()) if results.exists() else []
+    rows = [{**ROW_DEFAULTS, **r} for r in rows]
     keys = {tuple(r[k] for k in KEY) for r in new_rows}
     rows = [r for r in rows if tuple(r[k] for k in KEY) not in keys] + new_rows
     from unisem.atomic import write_text_atomic
 
-    write_text_atomic(RESULTS, json.dumps(rows, indent=1) + "\n")
-    notes = TABLE.read_text().split("<!-- rows -->")[-1] if TABLE.exists() and "<!-- rows -->" in TABLE.read_text() else ""
-    write_text_atomic(TABLE, "# Amazon Beauty benchmark (generated table; notes below)\n\n" + render_table(rows) + "\n<!-- rows -->" + notes)
+    write_text_atomic(results, json.dumps(rows, indent=1) + "\n")
+    table = results.with_suffix(".md")
+    text = table.read_text() if table.exists() else ""
+    notes = text.split("<!-- rows -->")[-1] if "<!-- rows -->" in text else ""
+    write_text_atomic(
+        table,
+        "# Amazon Beauty benchmark (generated tables; notes below)\n\n## Mean over seeds\n\n" + render_summary(rows)
+        + "\n## Every run\n\n" + render_table(rows) + "\n<!-- rows -->" + notes,
+    )
     return rows
+
+
+def rerun_command(argv: list[str]) -> str:
+    """The command that made a row, without the options that only say where outputs go."""
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--results", "--work"):
+            skip = True
+        elif not a.startswith(("--results=", "--work=")):
+            kept.append(a)
+    return "python benchmarks/beauty.py " + " ".join(shlex.quote(a) for a in kept)
+
+
+def result_from_checkpoint(work: Path):
+    from unisem.train import TrainResult
+
+    loop = json.loads((work / "checkpoint" / "state.json").read_text())["loop"]
+    return TrainResult(work / "model", int(loop["best_epoch"]), loop["best_metrics"], loop["history"])
+
+
+def runtime_device(args) -> str:
+    """"cpu" or "cuda" (the kind, not the index), as the rows and their key record it."""
+    return args.device.split(":")[0]
 
 
 def main(argv=None) -> int:
@@ -120,7 +199,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from beauty_data import beauty_embeddings, load_beauty
 
-    from unisem.config import UnisemConfig, replace_in
+    from unisem.config import UnisemConfig, load_config, replace_in
     from unisem.evaluate.diagnostics import codebook_usage, collision_rate, embedding_params_for, item_codes
     from unisem.evaluate.protocols import evaluate
     from unisem.home import unisem_home
@@ -129,28 +208,29 @@ def main(argv=None) -> int:
 
     data = load_beauty()
     text = beauty_embeddings(data.item_texts)
+    base = load_config(overrides=args.overrides) if args.overrides else UnisemConfig()
     cfg = replace_in(
-        UnisemConfig(),
+        base,
         model={"variant": args.variant},
         quantizer={"distance": args.distance},
         training={"loss": args.loss, "seed": args.seed, "max_epochs": 1 if args.speed_only else args.max_epochs,
                   "patience": args.patience, "show_progress": False, "item_table": args.item_table},
         evaluation={"ks": [1, 5, 10, 20]},
     )
-    name = f"{args.variant}-{args.distance}-{args.loss}-s{args.seed}"
+    overrides = " ".join(sorted(args.overrides))
+    name = f"{args.variant}-{args.distance}-{args.loss}-s{args.seed}" + "".join(f"-{o}" for o in sorted(args.overrides))
     work = args.work or unisem_home() / "bench" / "beauty" / name
-    if args.evaluate_only:
-        # A run stopped by the time budget: its checkpoint holds the history, model/ the best epoch.
-        from unisem.train import TrainResult
-
-        loop = json.loads((work / "checkpoint" / "state.json").read_text())["loop"]
-        result = TrainResult(work / "model", int(loop["best_epoch"]), loop["best_metrics"], loop["history"])
-        wall = float(sum(h["train_seconds"] + h["valid_seconds"] for h in result.history))
-    else:
-        runtime = TimingRuntime()
-        start = time.perf_counter()
-        result = fit(cfg, data, text, work, runtime)
-        wall = time.perf_counter() - start
+    cut = bool(args.evaluate_only)
+    if not args.evaluate_only:
+        runtime = TimingRuntime(args.device, args.time_budget)
+        try:
+            result = fit(cfg, data, text, work, runtime)
+        except TimeBudgetExceeded:
+            cut = True
+    if cut:
+        # A run stopped by a time budget: its checkpoint holds the history, model/ the best epoch.
+        result = result_from_checkpoint(work)
+    wall = float(sum(h["train_seconds"] + h["valid_seconds"] for h in result.history))
     hist = result.history
     train_s = float(np.mean([h["train_seconds"] for h in hist]))
     valid_s = float(np.mean([h["valid_seconds"] for h in hist]))
@@ -180,12 +260,16 @@ def main(argv=None) -> int:
             "collision_rate": None if codes is None else float(collision_rate(codes)),
             "codebook_usage": [] if codes is None else [float(u) for u in codebook_usage(codes, cfg.quantizer.codebook_size)],
             "seed": args.seed,
-            "command": "python benchmarks/beauty.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+            "command": rerun_command(argv if argv is not None else sys.argv[1:]),
             "best_epoch": best,
             "max_epochs": args.max_epochs,
             "patience": args.patience,
-            "stopped_early": len(hist) < args.max_epochs and not args.evaluate_only,
-            "cut_by_time_budget": bool(args.evaluate_only),
+            "stopped_early": len(hist) < args.max_epochs and not cut,
+            "cut_by_time_budget": cut,
+            "device": runtime_device(args),
+            "device_name": torch.cuda.get_device_name() if runtime_device(args) == "cuda" else "cpu",
+            "overrides": overrides,
+            "time_budget": args.time_budget,
             "valid_seconds": valid_s,
             "cpu_seconds_per_epoch": cpu_s,
             "wall_seconds_to_best": wall_to_best,
@@ -194,7 +278,7 @@ def main(argv=None) -> int:
             "item_table": args.item_table,
             "valid_best": result.best_metrics,
         })
-    merge_rows(rows)
+    merge_rows(rows, args.results)
     print(json.dumps({"run": name, "test": {p: report.protocols[p] for p in report.protocols}}), flush=True)
     return 0
 

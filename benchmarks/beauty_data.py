@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BEAUTY_DIR = REPO_ROOT.parent / "shared" / "data" / "amazon-beauty"
+# UNISEM_BEAUTY_DIR points elsewhere (a copy carried to a GPU machine, say); never into the repository.
+BEAUTY_DIR = Path(os.environ.get("UNISEM_BEAUTY_DIR") or REPO_ROOT.parent / "shared" / "data" / "amazon-beauty")
 ENCODER = "all-MiniLM-L6-v2"
 
 

@@ -27,7 +27,7 @@ class Recommender:
     @torch.no_grad()
     def score(self, histories: torch.Tensor) -> torch.Tensor:
         """[B, N+1] scores for left-padded histories [B, L]; column 0 is -inf."""
-        histories = torch.as_tensor(histories, dtype=torch.long)[:, -self.max_len :]
+        histories = torch.as_tensor(histories, dtype=torch.long, device=self.table.device)[:, -self.max_len :]
         states = self.network.states(histories, self.table)[:, -1]
         scores = states @ self.table.T
         scores[:, 0] = float("-inf")
@@ -39,7 +39,7 @@ class Recommender:
 
         When ``k`` exceeds the items left to recommend, the tail of a row holds excluded items scored -inf.
         """
-        histories = torch.as_tensor(histories, dtype=torch.long)
+        histories = torch.as_tensor(histories, dtype=torch.long, device=self.table.device)
         scores = self.score(histories)
         if exclude_seen:
             scores.scatter_(1, histories, float("-inf"))

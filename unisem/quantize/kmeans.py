@@ -31,8 +31,8 @@ def kmeans(x: torch.Tensor, k: int, iters: int, metric: str, generator: torch.Ge
     if n >= k:
         centroids = x[torch.randperm(n, generator=generator)[:k]].clone()
     else:
-        picks = torch.randint(0, n, (k,), generator=generator)
-        noise = torch.randn(k, x.shape[1], generator=generator) * (x.std() * 1e-2 + 1e-6)
+        picks = torch.randint(0, n, (k,), generator=generator).to(x.device)
+        noise = torch.randn(k, x.shape[1], generator=generator).to(x.device) * (x.std() * 1e-2 + 1e-6)
         centroids = x[picks] + noise
     for _ in range(iters):
         idx = assign(x, centroids, metric)
