@@ -32,7 +32,9 @@ RESULTS = HERE / "results" / "beauty.json"
 TABLE = HERE / "results" / "beauty.md"
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 KEY = ("variant", "distance", "loss", "seed", "protocol", "device", "overrides")
-ROW_DEFAULTS = {"device": "cpu", "overrides": ""}  # rows written before these fields existed
+ROW_DEFAULTS = {"device": "cpu", "overrides": ""}
+# Where the product's defaults differ from the paper (Lin et al. 2025): 8-d ID embeddings.
+PAPER = ("model.id_dim=8",)  # rows written before these fields existed
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -199,7 +201,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from beauty_data import beauty_embeddings, load_beauty
 
-    from unisem.config import UnisemConfig, load_config, replace_in
+    from unisem.config import load_config, replace_in
     from unisem.evaluate.diagnostics import codebook_usage, collision_rate, embedding_params_for, item_codes
     from unisem.evaluate.protocols import evaluate
     from unisem.home import unisem_home
@@ -208,7 +210,8 @@ def main(argv=None) -> int:
 
     data = load_beauty()
     text = beauty_embeddings(data.item_texts)
-    base = load_config(overrides=args.overrides) if args.overrides else UnisemConfig()
+    # The paper's configuration is the base whatever the product defaults say; --set changes it.
+    base = load_config(overrides=[*PAPER, *args.overrides])
     cfg = replace_in(
         base,
         model={"variant": args.variant},
