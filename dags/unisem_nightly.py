@@ -6,7 +6,7 @@ after the gate (everything up to ``promote`` shows as skipped, the champion is u
 still runs and says why. ``watcher`` fails the DAG run when any task failed, since the run state otherwise
 follows the leaf ``report`` task, which succeeds on purpose.
 
-Only the standard library, Airflow's SDK and unisem's config module are imported here; the heavy stage
+Only the standard library, Airflow's SDK, unisem's config module and the DAG params are imported here; the heavy stage
 libraries are imported inside the tasks. Schedule and retries come from the config file named by
 ``$UNISEM_CONFIG`` (default: the built-in defaults = configs/default.yaml).
 """
@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import TriggerRule, dag, task
 
 from unisem.config import load_config
+from unisem.pipeline.params import run_params
 
 CONFIG_FILE = os.environ.get("UNISEM_CONFIG", "")
 _ORCH = load_config(CONFIG_FILE or None).orchestration
@@ -30,19 +31,7 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(hours=2),
 }
 
-PARAMS = {
-    "config_file": Param(CONFIG_FILE, type="string", description="unisem YAML config (empty: built-in defaults)"),
-    "catalog": Param("", type="string", description="catalog Parquet (empty: data.catalog, else the demo data)"),
-    "interactions": Param("", type="string", description="interactions Parquet file or folder (with catalog)"),
-    # Defaults from the deployment's environment (docker/docker-compose.yml sets them); empty: the config's.
-    "spark_master": Param(os.environ.get("SPARK_MASTER", ""), type="string",
-                          description="e.g. spark://spark-master:7077 (empty: orchestration.spark_master)"),
-    "ray_address": Param(os.environ.get("RAY_ADDRESS", ""), type="string",
-                         description="Ray dashboard for Ray Jobs, e.g. http://ray-head:8265 (empty: config)"),
-    "mlflow_uri": Param(os.environ.get("MLFLOW_TRACKING_URI", ""), type="string",
-                        description="MLflow tracking URI (empty: registry.tracking_uri)"),
-    "overrides": Param([], type="array", items={"type": "string"}, description="KEY=VALUE config overrides"),
-}
+PARAMS = run_params()
 
 
 def _spec(context) -> dict:

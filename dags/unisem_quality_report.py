@@ -7,22 +7,15 @@ Triggered by hand (no schedule); a ``fail`` verdict is a finding here, not a tas
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import TriggerRule, dag, task
 
-CONFIG_FILE = os.environ.get("UNISEM_CONFIG", "")
+from unisem.pipeline.params import run_params
+
 RUN_PREFIX = "quality-"
 
-PARAMS = {
-    "config_file": Param(CONFIG_FILE, type="string", description="unisem YAML config (empty: built-in defaults)"),
-    "catalog": Param("", type="string", description="catalog Parquet (empty: data.catalog, else the demo data)"),
-    "interactions": Param("", type="string", description="interactions Parquet file or folder (with catalog)"),
-    "spark_master": Param(os.environ.get("SPARK_MASTER", ""), type="string",
-                          description="e.g. spark://spark-master:7077 (empty: orchestration.spark_master)"),
-    "overrides": Param([], type="array", items={"type": "string"}, description="KEY=VALUE config overrides"),
-}
+PARAMS = run_params("config_file", "catalog", "interactions", "spark_master", "overrides")
 
 
 def _spec(context) -> dict:

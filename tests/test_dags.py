@@ -110,3 +110,14 @@ def test_quality_report_dag_only_validates_and_publishes(bag):
     }
     assert dag["tasks"]["publish"]["trigger_rule"] == "all_done"
     assert dag["schedule"] == "None"
+
+
+def test_run_params_are_defined_once_for_both_dags(bag):
+    from unisem.pipeline.params import run_params
+    from unisem.pipeline.spec import PARAM_OVERRIDES
+
+    quality = bag["dags"]["unisem_quality_report"]["params"]
+    assert set(quality) == {"config_file", "catalog", "interactions", "spark_master", "overrides"}
+    assert set(PARAM_OVERRIDES) <= set(run_params())  # every param the spec maps onto config exists
+    with pytest.raises(ValueError, match="unknown DAG params \\['nope'\\]"):
+        run_params("catalog", "nope")
