@@ -1,8 +1,10 @@
 """Amazon Beauty for the benchmark: the shared files as a SequenceDataset, and cached MiniLM text embeddings.
 
 Kept apart from ``beauty.py`` so the (slow, once) embedding step can run alone: ``python benchmarks/beauty_data.py``.
-Text embeddings are cached under ``UNISEM_HOME/cache/embeddings`` keyed by the hash of the texts and the
-encoder name, so reruns and every variant reuse one encoding pass.
+Text embeddings are cached under ``UNISEM_HOME/cache/embeddings`` as one file keyed by the hash of the texts
+and the encoder name, so reruns and every variant reuse one encoding pass. Not ``unisem.text.cache``: that
+cache is keyed by a digest of the encoder's weights, so reading it needs the text model installed, while this
+one file can be carried to a GPU machine that has torch but not the model (how the H200 rows were made).
 """
 from __future__ import annotations
 

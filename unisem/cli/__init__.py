@@ -59,6 +59,12 @@ def common_parser() -> argparse.ArgumentParser:
     return common
 
 
+def add_contract_inputs(p: argparse.ArgumentParser) -> None:
+    """--catalog and --interactions: the two data-contract inputs of the Spark jobs (validate, features)."""
+    p.add_argument("--catalog", required=True, help="catalog Parquet (data contract)")
+    p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unisem", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -5,13 +5,14 @@ import argparse
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
+    from unisem.cli import add_contract_inputs
+
     p = subparsers.add_parser(
         "features",
         parents=[common],
         help="build the training inputs (features folder) from a catalog and an interaction log on Spark",
     )
-    p.add_argument("--catalog", required=True, help="catalog Parquet (data contract)")
-    p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
+    add_contract_inputs(p)
     p.add_argument("--out", required=True, help="features folder to write (replaced atomically)")
     p.add_argument("--previous", default=None, help="last run's features folder: known ids keep their index")
     p.set_defaults(handler=_features)

@@ -5,6 +5,8 @@ import argparse
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
+    from unisem.cli import add_contract_inputs
+
     p = subparsers.add_parser(
         "validate",
         parents=[common],
@@ -12,8 +14,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
         description="Writes verdict.json, report.html and data_docs/ into --out. Exit status: 0 pass or warn, "
         "3 fail, 1 error (bad arguments, unreadable input).",
     )
-    p.add_argument("--catalog", required=True, help="catalog Parquet (data contract)")
-    p.add_argument("--interactions", required=True, help="interactions Parquet file or part-file folder")
+    add_contract_inputs(p)
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--home", default=None, help="UNISEM_HOME holding the drift baseline (default: $UNISEM_HOME)")
     p.set_defaults(handler=_validate)
