@@ -100,8 +100,8 @@ def config_of(r: dict) -> tuple:
 
 
 def render_table(rows: list[dict]) -> str:
-    head = "| variant | distance | loss | overrides | device | protocol | seed | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | epochs (best/ran/max) | s/epoch train | s/valid | collisions | emb. params |\n"
-    head += "|" + "---|" * 18 + "\n"
+    head = "| variant | distance | loss | overrides | device | protocol | seed | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | epochs (best/ran/max) | s/epoch train | s/valid | s to best | collisions | emb. params |\n"
+    head += "|" + "---|" * 19 + "\n"
     for r in sorted(rows, key=lambda r: (config_of(r), r["seed"])):
         m = r["metrics"]
         coll = "-" if r["collision_rate"] is None else f"{r['collision_rate']:.3f}"
@@ -109,7 +109,7 @@ def render_table(rows: list[dict]) -> str:
             f"| {r['variant']} | {r['distance']} | {r['loss']} | {r['overrides'] or '-'} | {r['device']} | {r['protocol']} | {r['seed']} | "
             + " | ".join(f"{m[k]:.4f}" for k in METRICS)
             + f" | {r['best_epoch']}/{r['epochs']}/{r['max_epochs']}{'' if r['stopped_early'] else '*'} | "
-            f"{r['seconds_per_epoch']:.1f} | {r['valid_seconds']:.1f} | {coll} | {r['embedding_params']:,} |\n"
+            f"{r['seconds_per_epoch']:.1f} | {r['valid_seconds']:.1f} | {r['wall_seconds_to_best']:.0f} | {coll} | {r['embedding_params']:,} |\n"
         )
     return head
 

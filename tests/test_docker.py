@@ -106,9 +106,9 @@ def test_service_addresses_agree_with_the_cluster_config_and_the_dag(compose):
         assert env["UNISEM_CONFIG"] == "/opt/unisem/configs/cluster.yaml", name
         assert env["UNISEM_HOME"] == "/data/unisem", name
         assert "unisem-home:/data/unisem" in services[name]["volumes"], name
-    dag_text = (REPO / "dags" / "unisem_nightly.py").read_text()
+    params_text = (REPO / "unisem" / "pipeline" / "params.py").read_text()  # the DAG params' defaults
     for var in ("SPARK_MASTER", "RAY_ADDRESS", "MLFLOW_TRACKING_URI", "UNISEM_CONFIG"):
-        assert f'os.environ.get("{var}"' in dag_text
+        assert f'env("{var}"' in params_text
     for name in AIRFLOW_SERVICES:
         env = _env(services[name])
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/unisem/dags"

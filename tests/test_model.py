@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def small_cfg(**model):
     return replace_in(
         UnisemConfig(),
-        model={"dropout": 0.0, **model},
+        model={"dropout": 0.0, "id_dim": 8, **model},
         quantizer={"codebook_size": 4, "code_dim": 8, "encoder_hidden": [16], "levels": 2},
         data={"max_seq_len": 10},
     )
