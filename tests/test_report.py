@@ -24,7 +24,7 @@ class ScriptedModel:
     def __init__(self, item_ids, semantic_ids=None):
         self.item_ids = tuple(item_ids)
         self.item_titles = self.item_ids
-        self.config = replace_in(UnisemConfig(), quantizer={"levels": 2, "codebook_size": 8})
+        self.config = replace_in(UnisemConfig(), quantizer={"levels": 2, "codebook_size": 8}, model={"id_dim": 8})
         self.semantic_ids = semantic_ids
         self.score = next_item_scorer(len(item_ids))
 
@@ -41,8 +41,7 @@ def test_report_of_a_scripted_model(tmp_path, features, monkeypatch):
     monkeypatch.setattr(unisem.model, "load_model", lambda _dir: ScriptedModel(data.item_ids, codes))
     out = tmp_path / "evaluation"
     history = [{"epoch": e, "loss": 1.0 / e, "valid/NDCG@10": 0.1 * e} for e in (1, 2, 3)]
-    cfg = replace_in(UnisemConfig(), model={"id_dim": 8})
-    result = evaluate_model_dir(tmp_path / "model", folder, cfg, split="test", out_dir=out, history=history)
+    result = evaluate_model_dir(tmp_path / "model", folder, UnisemConfig(), split="test", out_dir=out, history=history)
     assert result["split"] == "test" and result["users"] == 120 and result["items"] == NUM_ITEMS
     assert result["metrics"]["full/HR@1"] == 1.0 and result["metrics"]["sampled-99/HR@1"] == 1.0
     assert sum(result["slices"][s]["users"] for s in ("head", "torso", "tail")) == 120
