@@ -1,0 +1,53 @@
+"""The Beauty benchmark's row bookkeeping: GPU rows never replace CPU rows, seeds aggregate, commands rerun."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import beauty  # noqa: E402
+
+
+def row(seed=42, device="cpu", overrides="", ndcg=0.05, protocol="full"):
+    metrics = {k: ndcg for k in beauty.METRICS}
+    return {"variant": "unified", "distance": "hybrid", "loss": "ce", "protocol": protocol, "seed": seed,
+            "device": device, "overrides": overrides, "metrics": metrics, "best_epoch": 3, "epochs": 5,
+            "max_epochs": 200, "stopped_early": True, "seconds_per_epoch": 1.0, "valid_seconds": 0.5,
+            "wall_seconds_to_best": 4.5, "collision_rate": 0.02, "embedding_params": 100}
+
+
+def test_rows_are_keyed_by_device_and_overrides(tmp_path):
+    results = tmp_path / "beauty.json"
+    old = row()
+    del old["device"], old["overrides"]  # a row written before those fields existed counts as cpu, no overrides
+    results.write_text(json.dumps([old]))
+    rows = beauty.merge_rows([row(device="cuda"), row(overrides="model.id_dim=64")], results)
+    assert sorted((r["device"], r["overrides"]) for r in rows) == [("cpu", ""), ("cpu", "model.id_dim=64"), ("cuda", "")]
+    rows = beauty.merge_rows([row(device="cuda", ndcg=0.07)], results)  # same key: replaced, not added
+    assert len(rows) == 3 and [r["metrics"]["NDCG@10"] for r in rows if r["device"] == "cuda"] == [0.07]
+    assert results.with_suffix(".md").exists()
+
+
+def test_summary_gives_mean_and_sample_sd_over_seeds():
+    text = beauty.render_summary([row(seed=42, ndcg=0.04), row(seed=7, ndcg=0.06), row(seed=13, ndcg=0.05)])
+    line = next(l for l in text.splitlines() if "| full |" in l)
+    assert "| 7,13,42 |" in line and "0.0500 ± 0.0100" in line
+
+
+def test_notes_below_the_marker_survive_a_merge(tmp_path):
+    results = tmp_path / "beauty.json"
+    results.with_suffix(".md").write_text("old table\n<!-- rows -->\nhand-written notes\n")
+    beauty.merge_rows([row()], results)
+    text = results.with_suffix(".md").read_text()
+    assert "old table" not in text and text.endswith("<!-- rows -->\nhand-written notes\n")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--variant", "unified", "--results", "/tmp/x.json", "--work", "/tmp/w", "--seed", "7"], "--variant unified --seed 7"),
+    (["--variant", "id-only", "--results=/tmp/x.json", "--set=model.id_only_dim=128"], "--variant id-only --set=model.id_only_dim=128"),
+])
+def test_recorded_command_leaves_out_where_outputs_went(argv, expected):
+    assert beauty.rerun_command(argv) == "python benchmarks/beauty.py " + expected
