@@ -4,7 +4,7 @@
 
 Trains on the leave-one-out split (early stopping on validation full-ranking NDCG@10), evaluates the best
 checkpoint on the test split under both protocols ("full" and "sampled-99"), and writes one row per
-protocol (replacing earlier rows of the same variant/distance/loss/seed), then regenerates beauty.md.
+protocol (replacing earlier rows of the same key, below), then regenerates beauty.md.
 ``--speed-only`` measures one training epoch and one validation pass without writing rows.
 
 Besides the issue's fields, each row records the training budget (max_epochs, patience), whether early
@@ -29,12 +29,11 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 RESULTS = HERE / "results" / "beauty.json"
-TABLE = HERE / "results" / "beauty.md"
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 KEY = ("variant", "distance", "loss", "seed", "protocol", "device", "overrides")
-ROW_DEFAULTS = {"device": "cpu", "overrides": ""}
+ROW_DEFAULTS = {"device": "cpu", "overrides": ""}  # rows written before these fields existed
 # Where the product's defaults differ from the paper (Lin et al. 2025): 8-d ID embeddings.
-PAPER = ("model.id_dim=8",)  # rows written before these fields existed
+PAPER = ("model.id_dim=8",)
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -136,6 +135,43 @@ def render_summary(rows: list[dict]) -> str:
     return out
 
 
+def overrides_key(overrides) -> str:
+    """How a row records its ``--set`` overrides: sorted, space-separated ("" for the paper configuration)."""
+    return " ".join(sorted(overrides))
+
+
+def load_rows(results: Path = RESULTS) -> list[dict]:
+    """The rows of a results file, older rows completed with the fields they predate."""
+    rows = json.loads(results.read_text()) if results.exists() else []
+    return [{**ROW_DEFAULTS, **r} for r in rows]
+
+
+def cpu_duration_estimate(rows: list[dict]) -> str:
+    """What the GPU rows' runs would cost on the CPU machine: each run's epochs times the CPU seconds per
+    epoch of the CPU row of the same variant, loss and overrides, else of that variant's paper configuration,
+    else of the unified model's (an upper bound: the other variants drop a part of it)."""
+    cost = {}
+    for r in rows:
+        if r["device"] == "cpu" and r["protocol"] == "full" and r.get("cpu_seconds_per_epoch"):
+            cost.setdefault((r["variant"], r["loss"], r["overrides"]), r["cpu_seconds_per_epoch"])
+    runs = [r for r in rows if r["device"] != "cpu" and r["protocol"] == "full"]
+    total, longest, approximated = 0.0, 0.0, 0
+    for r in runs:
+        tries = ((r["variant"], r["loss"], r["overrides"]), (r["variant"], r["loss"], ""), ("unified", r["loss"], ""))
+        found = [cost[t] for t in tries if t in cost]
+        if not found:
+            return f"no CPU row of {r['loss']} to estimate the CPU duration from"
+        per_epoch = found[0]
+        approximated += (r["variant"], r["loss"], r["overrides"]) not in cost
+        total += r["epochs"] * per_epoch
+        longest = max(longest, r["epochs"] * per_epoch)
+    if not runs:
+        return "no GPU rows"
+    return (f"{len(runs)} GPU runs would take about {total / 3600:.1f} CPU-hours on the CPU machine (one thread "
+            f"per run; the longest {longest / 60:.0f} CPU-minutes); {approximated} of them priced at a related "
+            f"configuration's cost per epoch for want of a CPU row of their own.")
+
+
 def merge_rows(new_rows: list[dict], results: Path = RESULTS) -> list[dict]:
     """Replace this run's rows in the rows file under a file lock (several variants run side by side)."""
     import fcntl
@@ -147,8 +183,7 @@ def merge_rows(new_rows: list[dict], results: Path = RESULTS) -> list[dict]:
 
 
 def _merge_rows_locked(new_rows: list[dict], results: Path) -> list[dict]:
-    rows = json.loads(results.read_text()) if results.exists() else []
-    rows = [{**ROW_DEFAULTS, **r} for r in rows]
+    rows = load_rows(results)
     keys = {tuple(r[k] for k in KEY) for r in new_rows}
     rows = [r for r in rows if tuple(r[k] for k in KEY) not in keys] + new_rows
     from unisem.atomic import write_text_atomic
@@ -160,7 +195,8 @@ def _merge_rows_locked(new_rows: list[dict], results: Path) -> list[dict]:
     write_text_atomic(
         table,
         "# Amazon Beauty benchmark (generated tables; notes below)\n\n## Mean over seeds\n\n" + render_summary(rows)
-        + "\n## Every run\n\n" + render_table(rows) + "\n<!-- rows -->" + notes,
+        + "\n## Every run\n\n" + render_table(rows) + "\nExpected CPU duration of the GPU grid: "
+        + cpu_duration_estimate(rows) + "\n\n<!-- rows -->" + notes,
     )
     return rows
 
@@ -220,7 +256,8 @@ def main(argv=None) -> int:
                   "patience": args.patience, "show_progress": False, "item_table": args.item_table},
         evaluation={"ks": [1, 5, 10, 20]},
     )
-    overrides = " ".join(sorted(args.overrides))
+    overrides = overrides_key(args.overrides)
+    device = runtime_device(args)
     name = f"{args.variant}-{args.distance}-{args.loss}-s{args.seed}" + "".join(f"-{o}" for o in sorted(args.overrides))
     work = args.work or unisem_home() / "bench" / "beauty" / name
     cut = bool(args.evaluate_only)
@@ -269,8 +306,8 @@ def main(argv=None) -> int:
             "patience": args.patience,
             "stopped_early": len(hist) < args.max_epochs and not cut,
             "cut_by_time_budget": cut,
-            "device": runtime_device(args),
-            "device_name": torch.cuda.get_device_name() if runtime_device(args) == "cuda" else "cpu",
+            "device": device,
+            "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "overrides": overrides,
             "time_budget": args.time_budget,
             "valid_seconds": valid_s,

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from beauty import load_rows, overrides_key  # noqa: E402  (the row format belongs to beauty.py)
+
 SEEDS = (42, 7, 13)
 # Knobs of the unified model tried on top of the paper configuration (CE loss, hybrid distance, seed 42).
 SWEEP: tuple[tuple[str, ...], ...] = (
@@ -59,7 +62,7 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_all(runs: list[tuple[str, ...]], args: argparse.Namespace, budget: float, phase: str) -> None:
+def run_all(runs: list[tuple[str, ...]], args: argparse.Namespace, budget: float, phase: str) -> list[dict]:
     """Start every run at once and wait for all of them; a failed run is reported, not fatal."""
     args.logs.mkdir(parents=True, exist_ok=True)
     procs = []
@@ -73,21 +76,23 @@ def run_all(runs: list[tuple[str, ...]], args: argparse.Namespace, budget: float
         log.flush()
         procs.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
     start = time.perf_counter()
+    done = []
     for run, proc, log in procs:
         rc = proc.wait()
         log.close()
-        print(json.dumps({"phase": phase, "run": " ".join(run), "rc": rc, "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+        done.append({"phase": phase, "run": " ".join(run), "rc": rc, "seconds": round(time.perf_counter() - start, 1)})
+        print(json.dumps(done[-1]), flush=True)
+    return done
 
 
 def best_sweep(results: Path, device: str) -> tuple[str, ...]:
     """The sweep overrides whose seed-42 unified CE run had the best validation full NDCG@10."""
-    rows = json.loads(results.read_text()) if results.exists() else []
-    candidates = {" ".join(sorted(s)): s for s in SWEEP}
+    candidates = {overrides_key(s): s for s in SWEEP}
     scored = [
         (r["valid_best"].get("NDCG@10", 0.0), r["overrides"])
-        for r in rows
-        if r["variant"] == "unified" and r["loss"] == "ce" and r["distance"] == "hybrid" and r["seed"] == 42
-        and r["protocol"] == "full" and r.get("device") == device.split(":")[0] and r["overrides"] in candidates
+        for r in load_rows(results)
+        if r["variant"] == "unified" and r["loss"] == "ce" and r["distance"] == "hybrid" and r["seed"] == SEEDS[0]
+        and r["protocol"] == "full" and r["device"] == device.split(":")[0] and r["overrides"] in candidates
     ]
     if not scored:
         raise SystemExit(f"{results}: no unified CE sweep rows to choose from")
@@ -98,14 +103,17 @@ def best_sweep(results: Path, device: str) -> tuple[str, ...]:
 
 def main(argv=None) -> int:
     args = parse(argv)
+    start = time.perf_counter()
     phase1 = list(PHASE1[: args.only] if args.only else PHASE1)
-    run_all(phase1, args, args.phase1_budget, "phase1")
-    if args.only:
-        return 0
-    best = best_sweep(args.results, args.device)
-    if best:  # the paper configuration's seeds 7 and 13 are already in phase 1
-        seeds = [("--variant", "unified", "--loss", "ce", "--seed", str(s), *[f"--set={o}" for o in best]) for s in SEEDS[1:]]
-        run_all(seeds, args, args.phase2_budget, "phase2")
+    done = run_all(phase1, args, args.phase1_budget, "phase1")
+    if not args.only:
+        best = best_sweep(args.results, args.device)
+        if best:  # the paper configuration's seeds 7 and 13 are already in phase 1
+            seeds = [("--variant", "unified", "--loss", "ce", "--seed", str(s), *[f"--set={o}" for o in best]) for s in SEEDS[1:]]
+            done += run_all(seeds, args, args.phase2_budget, "phase2")
+    timing = {"command": "python benchmarks/beauty_grid.py " + " ".join(sys.argv[1:]),
+              "wall_seconds": round(time.perf_counter() - start, 1), "runs": done}
+    args.results.with_name(args.results.stem + "_grid.json").write_text(json.dumps(timing, indent=1) + "\n")
     return 0
 
 

@@ -6,8 +6,8 @@ after the gate (everything up to ``promote`` shows as skipped, the champion is u
 still runs and says why. ``watcher`` fails the DAG run when any task failed, since the run state otherwise
 follows the leaf ``report`` task, which succeeds on purpose.
 
-Only the standard library, Airflow's SDK, unisem's config module and the DAG params are imported here; the heavy stage
-libraries are imported inside the tasks. Schedule and retries come from the config file named by
+Only the standard library, Airflow's SDK, unisem's config module and the DAG params are imported here;
+the heavy stage libraries are imported inside the tasks. Schedule and retries come from the config file named by
 ``$UNISEM_CONFIG`` (default: the built-in defaults = configs/default.yaml).
 """
 from __future__ import annotations

@@ -51,3 +51,21 @@ def test_notes_below_the_marker_survive_a_merge(tmp_path):
 ])
 def test_recorded_command_leaves_out_where_outputs_went(argv, expected):
     assert beauty.rerun_command(argv) == "python benchmarks/beauty.py " + expected
+
+
+def test_cpu_duration_prices_each_gpu_run_by_the_nearest_cpu_row():
+    def timed(device, overrides="", epochs=10, cpu=None, variant="unified"):
+        r = row(device=device, overrides=overrides)
+        r.update(variant=variant, epochs=epochs, cpu_seconds_per_epoch=cpu)
+        return r
+
+    rows = [
+        timed("cpu", cpu=60.0), timed("cpu", overrides="model.id_dim=64", cpu=90.0),
+        timed("cuda", epochs=30),                               # own config: 30 x 60 = 1800 s
+        timed("cuda", overrides="model.id_dim=64", epochs=20),  # own overrides: 20 x 90 = 1800 s
+        timed("cuda", overrides="model.id_dim=16", epochs=60),  # no CPU row: the base's 60 x 60 = 3600 s
+        timed("cuda", variant="semantic-only", epochs=12),      # no CPU row of the variant: unified's 720 s
+    ]
+    text = beauty.cpu_duration_estimate(rows)
+    assert text.startswith("4 GPU runs would take about 2.2 CPU-hours")  # 7920 s
+    assert "the longest 60 CPU-minutes" in text and "2 of them priced at a related" in text

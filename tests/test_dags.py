@@ -112,7 +112,7 @@ def test_quality_report_dag_only_validates_and_publishes(bag):
     assert dag["schedule"] == "None"
 
 
-def test_run_params_are_defined_once_for_both_dags(bag):
+def test_quality_dag_takes_a_subset_of_the_shared_run_params(bag):
     from unisem.pipeline.params import run_params
     from unisem.pipeline.spec import PARAM_OVERRIDES
 
