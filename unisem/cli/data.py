@@ -16,6 +16,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     )
     b.add_argument("source", help="folder holding sequences.txt and items.jsonl")
     b.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    _add_replace(b)
     b.set_defaults(handler=_import_beauty)
 
     a = fmt.add_parser("amazon", parents=[common], help="raw Amazon review dumps, 2014 or 2018 (gzipped or not)")
@@ -27,6 +28,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
         help="repeated asin in the metadata: fail, or keep the first (the 2018 dumps repeat some)",
     )
     a.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    _add_replace(a)
     a.set_defaults(handler=_import_amazon)
 
     t = fmt.add_parser("table", parents=[common], help="CSV / TSV / Parquet / JSON-lines tables with a column mapping")
@@ -39,6 +41,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     t.add_argument("--timestamp-unit", choices=("s", "ms", "us"), default="s", help="unit of numeric timestamps")
     t.add_argument("--category-separator", default="|", help="splits a text category path (default: |)")
     t.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    _add_replace(t)
     t.set_defaults(handler=_import_table)
 
     d = sub.add_parser("demo", parents=[common], help="generate the synthetic demo data (data.demo settings)")
@@ -59,6 +62,11 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     i.set_defaults(handler=_inspect)
 
 
+def _add_replace(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--replace", action="store_true",
+                   help="replace --out even when it is not an earlier import (never when it holds an input)")
+
+
 def _print_summary(summary) -> int:
     print(
         f"imported {summary.items:,} items, {summary.users:,} users, {summary.interactions:,} interactions"
@@ -76,7 +84,8 @@ def _import_beauty(args: argparse.Namespace) -> int:
     from unisem.data.importers import import_sequence_files
 
     cfg = config_from_args(args)
-    return _print_summary(import_sequence_files(args.source, args.out, unknown_items=cfg.data.unknown_items))
+    return _print_summary(import_sequence_files(args.source, args.out, unknown_items=cfg.data.unknown_items,
+                                                replace=args.replace))
 
 
 def _import_amazon(args: argparse.Namespace) -> int:
@@ -86,7 +95,7 @@ def _import_amazon(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     summary = import_amazon(
         args.reviews, args.meta, args.out, style=args.style, unknown_items=cfg.data.unknown_items,
-        duplicates=args.duplicates,
+        duplicates=args.duplicates, replace=args.replace,
     )
     return _print_summary(summary)
 
@@ -98,7 +107,7 @@ def _import_table(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     summary = import_tables(
         args.catalog, args.interactions, args.out, mapping=args.mapping, unknown_items=cfg.data.unknown_items,
-        timestamp_unit=args.timestamp_unit, category_separator=args.category_separator,
+        timestamp_unit=args.timestamp_unit, category_separator=args.category_separator, replace=args.replace,
     )
     return _print_summary(summary)
 

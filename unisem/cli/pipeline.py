@@ -66,6 +66,12 @@ def _run(args: argparse.Namespace) -> int:
     config_path = str(Path(args.config).resolve()) if args.config else ""
     env = local_airflow.airflow_env(home, config_path or None)
     _say(f"unisem run: home {home}")
+    from unisem.pipeline.preflight import preflight
+
+    checked = preflight(config_path, list(args.overrides or ()), {
+        "catalog": args.catalog, "interactions": args.interactions, "spark_master": args.spark_master,
+        "ray_address": args.ray_address, "mlflow_uri": args.mlflow_uri})  # before Airflow: fails in seconds
+    _say(f"  pre-flight: inputs, config and {len(checked.services)} services checked in {checked.seconds:.1f}s")
     if local_airflow.ensure_db(home, env):
         _say(f"  airflow: created the metadata database in {local_airflow.airflow_home(home)}")
 

@@ -40,7 +40,7 @@ def run_train(args: argparse.Namespace) -> int:
     from unisem.data.dataset import load_features
     from unisem.text.embeddings import load_item_embeddings
     from unisem.train import LocalRuntime, fit
-    from unisem.train.loop import CHECKPOINT_DIR
+    from unisem.train.loop import CHECKPOINT_DIR, require_model
 
     cfg = config_from_args(args)
     data = load_features(args.features)
@@ -49,6 +49,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.embeddings}: {text.shape[0] - 1} item embeddings for {data.num_items} items in {args.features}")
     runtime = LocalRuntime(resume=args.out / CHECKPOINT_DIR if args.resume else None)
     result = fit(cfg, data, text, args.out, runtime)
+    require_model(result.best_epoch, result.history, cfg, args.out, users=data.num_users)
     print(json.dumps({"model_dir": str(result.model_dir), "best_epoch": result.best_epoch, "best_metrics": result.best_metrics}, indent=2))
     return 0
 

@@ -29,6 +29,9 @@ class DataConfig:
     # Empty paths mean "the demo data under UNISEM_HOME", generated on first use.
     catalog: str = ""
     interactions: str = ""
+    # The dataset's identity: the quality gate compares a run's drift only with accepted runs of the same
+    # dataset. Empty: the two input paths (resolved) are the identity.
+    name: str = ""
     # What to do with interactions that name an item absent from the catalog.
     unknown_items: Literal["drop", "fail"] = "drop"
     max_seq_len: int = _f(50, min=2, max=4096)
@@ -131,7 +134,8 @@ class QualityConfig:
     ``max_*`` checks trip when the observed value rises above a level, ``min_*`` checks when it falls below;
     crossing the first level warns, crossing the second fails the run. Equal levels make a fail-only check;
     a fail level that cannot be crossed (a share of 1.0, a minimum of 0) makes a warn-only one. Shares are
-    fractions in [0, 1]. Drift checks compare with the last accepted run (``<UNISEM_HOME>/quality/baseline.json``).
+    fractions in [0, 1]. Drift checks compare with the last accepted run of the same dataset
+    (``<UNISEM_HOME>/quality/baselines/``, keyed by ``data.name`` or the input paths).
     """
 
     # Catalog text quality.
@@ -157,11 +161,12 @@ class QualityConfig:
     max_duplicate_event_share: tuple[float, ...] = _f((0.0, 0.05), min=0.0, max=1.0)
     max_top1pct_share: tuple[float, ...] = _f((0.3, 0.5), min=0.0, max=1.0)
     max_gini: tuple[float, ...] = _f((0.9, 0.99), min=0.0, max=1.0)
-    # Catalog items with fewer than min_item_interactions interactions.
-    max_items_below_min_share: tuple[float, ...] = _f((0.5, 1.0), min=0.0, max=1.0)
+    # Catalog items with fewer than min_item_interactions interactions (fails when almost none has enough).
+    max_items_below_min_share: tuple[float, ...] = _f((0.5, 0.9), min=0.0, max=1.0)
     min_item_interactions: int = _f(5, min=0)
-    # Users with fewer than data.min_user_interactions events (the feature job drops them).
-    max_short_user_share: tuple[float, ...] = _f((0.2, 1.0), min=0.0, max=1.0)
+    # Users with fewer than data.min_user_interactions events (the feature job drops them; fails when it
+    # would drop most of them).
+    max_short_user_share: tuple[float, ...] = _f((0.2, 0.8), min=0.0, max=1.0)
     # Drift against the last accepted run: KL(now || then) of the share of items per log2 popularity bucket,
     # relative catalog shrinkage, and relative change of the user count (either way).
     max_popularity_kl: tuple[float, ...] = _f((0.2, 0.5), min=0.0)

@@ -6,6 +6,7 @@ so formats from the outside world are dealt with once, at the edge.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,8 +47,19 @@ def contract_table(schema: pa.Schema, columns: dict[str, object]) -> pa.Table:
     return pa.table({name: pa.array(values, schema.field(name).type) for name, values in columns.items()})
 
 
-class DataContractError(ValueError):
+class InputError(ValueError):
+    """Input that cannot succeed however often it is retried (a missing file, bad rows, degenerate data).
+
+    The pipeline fails such a stage at once instead of retrying it (``unisem.pipeline.records``).
+    """
+
+
+class DataContractError(InputError):
     """Input that does not fit the data contract; the message names the file, row and field."""
+
+
+def _row(place: Callable[[int], str] | None, row: int) -> str:
+    return place(row) if place is not None else f"row {row}"
 
 
 def _require_columns(table: pa.Table, schema: pa.Schema, source: str, required: tuple[str, ...]) -> None:
@@ -65,8 +77,11 @@ def _first_null_row(column: pa.ChunkedArray) -> int | None:
     return int(pc.index(pc.is_null(column), True).as_py())
 
 
-def conform_catalog(table: pa.Table, source: str) -> pa.Table:
-    """Cast ``table`` to ``CATALOG_SCHEMA`` (absent optional columns become nulls) and check its keys."""
+def conform_catalog(table: pa.Table, source: str, place: Callable[[int], str] | None = None) -> pa.Table:
+    """Cast ``table`` to ``CATALOG_SCHEMA`` (absent optional columns become nulls) and check its keys.
+
+    ``place`` names a row's place in the source file for messages (default: ``row N``, 0-based).
+    """
     _require_columns(table, CATALOG_SCHEMA, source, ("item_id",))
     if table.num_rows == 0:
         raise DataContractError(f"{source}: the catalog is empty")
@@ -82,19 +97,19 @@ def conform_catalog(table: pa.Table, source: str) -> pa.Table:
     out = pa.Table.from_arrays(columns, schema=CATALOG_SCHEMA.set(0, pa.field("item_id", pa.string())))
     row = _first_null_row(out["item_id"])
     if row is not None:
-        raise DataContractError(f"{source}: row {row}: field item_id is empty")
+        raise DataContractError(f"{source}: {_row(place, row)}: field item_id is empty")
     counts = pc.value_counts(out["item_id"])
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(dup):
         first = dup[0]["values"].as_py()
         row = int(pc.index(out["item_id"], first).as_py())
         raise DataContractError(
-            f"{source}: row {row}: field item_id: duplicated id {first!r} ({len(dup)} duplicated ids in all)"
+            f"{source}: {_row(place, row)}: field item_id: duplicated id {first!r} ({len(dup)} duplicated ids in all)"
         )
     return out.cast(CATALOG_SCHEMA)
 
 
-def conform_interactions(table: pa.Table, source: str) -> pa.Table:
+def conform_interactions(table: pa.Table, source: str, place: Callable[[int], str] | None = None) -> pa.Table:
     """Cast ``table`` to ``INTERACTIONS_SCHEMA``; it needs an order column (timestamp or position)."""
     _require_columns(table, INTERACTIONS_SCHEMA, source, ("user_id", "item_id"))
     if "timestamp" not in table.column_names and "position" not in table.column_names:
@@ -114,13 +129,13 @@ def conform_interactions(table: pa.Table, source: str) -> pa.Table:
     for name in ("user_id", "item_id"):
         row = _first_null_row(out[name])
         if row is not None:
-            raise DataContractError(f"{source}: row {row}: field {name} is empty")
+            raise DataContractError(f"{source}: {_row(place, row)}: field {name} is empty")
     # A written file always has both columns; an all-null timestamp column means "ordered by position".
     has_time = "timestamp" in table.column_names and table["timestamp"].null_count < table.num_rows
     order = "timestamp" if has_time else "position"
     row = _first_null_row(out[order])
     if row is not None:
-        raise DataContractError(f"{source}: row {row}: field {order} is empty")
+        raise DataContractError(f"{source}: {_row(place, row)}: field {order} is empty")
     return out.cast(INTERACTIONS_SCHEMA)
 
 

@@ -14,7 +14,7 @@ from typing import Iterator, NamedTuple
 
 from unisem.atomic import atomic_dir
 from unisem.config import UnisemConfig
-from unisem.data.contract import DataContractError
+from unisem.data.contract import DataContractError, InputError
 from unisem.data.spark import spark_error_summary, spark_errors
 from unisem.data.dataset import (
     COLD_ITEMS_TABLE,
@@ -259,6 +259,13 @@ def _build(spark, cfg: UnisemConfig, catalog: Path, interactions: Path, tmp: Pat
         raise DataContractError(
             f"{interactions}: {unknown} interaction(s) name items absent from the catalog, e.g. item_id {example!r}"
             " (data.unknown_items=fail)"
+        )
+    if int(user_stats["users"] or 0) - int(user_stats["short"] or 0) <= 0:
+        raise InputError(
+            f"{interactions}: no user is trainable: all {int(user_stats['users'] or 0)} users have fewer than "
+            f"data.min_user_interactions={data.min_user_interactions} interactions (train + valid + test) after "
+            f"{unknown} unknown-item and {events_total - unknown - int(user_stats['events'] or 0)} duplicate "
+            "interactions were dropped; no features were written"
         )
     kept = per_user.filter(F.col("n") >= data.min_user_interactions)
     seqs = kept.select(

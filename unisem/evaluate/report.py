@@ -66,6 +66,26 @@ def model_diagnostics(model, num_items: int) -> dict[str, Any]:
     return out
 
 
+def popularity_baseline(data, cfg, split: str, max_len: int, batch_size: int = 512) -> dict[str, dict[str, float]]:
+    """Protocol tables of the most-popular ranking (training-history counts, the same for every user).
+
+    Ranked by the same code as the model (seen items excluded, ties against the target), so the two are
+    comparable number for number; cheap, since the scores are one row broadcast over the batch.
+    """
+    import torch
+
+    from unisem.evaluate.protocols import evaluate
+    from unisem.evaluate.slices import item_popularity
+
+    counts = torch.from_numpy(item_popularity(data).astype(np.float32))
+
+    def score(histories: torch.Tensor) -> torch.Tensor:
+        return counts.to(histories.device).unsqueeze(0).expand(histories.shape[0], -1)
+
+    report = evaluate(score, data, cfg.evaluation, split=split, max_len=max_len, batch_size=batch_size, slices=False)
+    return report.to_dict()["protocols"]
+
+
 def evaluate_model_dir(
     model_dir: str | Path,
     features_dir: str | Path,
@@ -98,6 +118,8 @@ def evaluate_model_dir(
     result = report.to_dict()
     result.update(
         {
+            # What a reader compares the model with first: the same protocols scoring by popularity alone.
+            "baselines": {"popularity": popularity_baseline(data, cfg, split, model.config.data.max_seq_len, batch_size)},
             "items": data.num_items,
             "diagnostics": model_diagnostics(model, data.num_items),
             "evaluation_config": to_dict(cfg.evaluation),
@@ -153,6 +175,9 @@ def format_report(result: dict[str, Any]) -> str:
         for protocol in protocols:
             metrics = entry.get(protocol) or {}
             rows.append((slice_name, protocol, str(entry.get("users", "")), [_fmt(metrics.get(m)) for m in names]))
+    # The popularity baseline under the model's rows: the first thing to compare the model with.
+    for protocol, metrics in ((result.get("baselines") or {}).get("popularity") or {}).items():
+        rows.append(("popularity baseline", protocol, str(result.get("users", "")), [_fmt(metrics.get(m)) for m in names]))
     header = ["slice", "protocol", "users", *names]
     table = [header] + [[s, p, n, *vals] for s, p, n, vals in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

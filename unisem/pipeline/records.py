@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from unisem.atomic import write_text_atomic
+from unisem.data.contract import InputError
 from unisem.home import RunLayout
+
+# Errors that no retry can fix: bad or missing input, degenerate data. Inside an Airflow task they fail the
+# task at once (AirflowFailException) instead of spending its retries; anywhere else they propagate as is.
+NOT_RETRIED: tuple[type[BaseException], ...] = (InputError, FileNotFoundError)
 
 # The nightly DAG's tasks, in order; the report reads the records of all but itself.
 STAGES: tuple[str, ...] = (
@@ -77,12 +83,37 @@ def clear_records(layout: RunLayout) -> None:
     shutil.rmtree(layout.pipeline, ignore_errors=True)
 
 
+def _in_airflow_task() -> bool:
+    """True inside a running Airflow task (whose process has the task SDK loaded and a current context)."""
+    if "airflow.sdk" not in sys.modules:
+        return False
+    try:
+        from airflow.sdk import get_current_context
+
+        get_current_context()
+    except Exception:  # noqa: BLE001 - no context: not inside a task
+        return False
+    return True
+
+
+def not_retried(exc: BaseException) -> BaseException:
+    """The exception to raise for ``exc``: Airflow's fail-without-retry for an input error inside a task."""
+    if not isinstance(exc, NOT_RETRIED) or not _in_airflow_task():
+        return exc
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(f"{type(exc).__name__}: {exc} (input error: not retried)")
+
+
 def recorded(layout: RunLayout, stage: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` and record its JSON-able result, or record the error and re-raise it."""
+    """Run ``fn`` and record its JSON-able result, or record the error and re-raise it (``not_retried``)."""
     try:
         result = fn()
     except BaseException as exc:
         write_failure(layout, stage, exc)
-        raise
+        failure = not_retried(exc)
+        if failure is exc:
+            raise
+        raise failure from exc
     write_record(layout, stage, result)
     return result

@@ -9,6 +9,11 @@ Three suites, each validated by one checkpoint run that also updates the Data Do
   an expectation with GX severity ``warning`` or ``critical``, so Data Docs lists the same thresholds that
   decide the verdict.
 Thresholds come from ``QualityConfig``; row-level suites use the warn level as ``mostly``.
+
+The rule that makes a failed expectation count (``gate.run_gate``): a failed expectation of the row-level
+suites counts like a threshold of its severity, ``critical`` fails the gate and ``warning`` warns; each is
+listed in ``verdict.json`` under ``expectations_failed``. ``gate_checks`` is left out of that list: it
+restates the thresholds, which are already checks.
 """
 from __future__ import annotations
 
@@ -21,6 +26,22 @@ from unisem.quality.checks import FAIL, threshold_checks
 from unisem.quality.measures import HTML_PATTERN
 
 SITE_NAME = "unisem_gate"
+MAX_TITLE_CHARS = 1000  # a longer title is a broken export (a description or a page pasted in), not a title
+CHECKS_SUITE = "gate_checks"
+
+
+class FailedExpectation(NamedTuple):
+    suite: str
+    expectation: str  # "expect_column_value_lengths_to_be_between(title)": type and column
+    severity: str  # "critical" or "warning"
+    unexpected_count: int | None
+    unexpected_share: float | None  # of the rows
+    examples: tuple  # a few unexpected values as GX reports them (cut short)
+
+    def to_dict(self) -> dict:
+        d = self._asdict()
+        d["examples"] = list(self.examples)
+        return d
 
 
 class SuiteOutcome(NamedTuple):
@@ -29,9 +50,27 @@ class SuiteOutcome(NamedTuple):
     evaluated: int
     failed_critical: int
     failed_warning: int
+    failures: tuple[FailedExpectation, ...] = ()
 
     def to_dict(self) -> dict:
-        return self._asdict()
+        d = self._asdict()
+        d["failures"] = [f.to_dict() for f in self.failures]
+        return d
+
+
+def _failure(suite: str, result) -> FailedExpectation:
+    config = result.expectation_config
+    column = (config.kwargs or {}).get("column")
+    name = f"{config.type}({column})" if column else str(config.type)
+    details = dict(result.result or {})
+    count = details.get("unexpected_count")
+    share = details.get("unexpected_percent")
+    examples = tuple(
+        (v if not isinstance(v, str) or len(v) <= 80 else f"{v[:80]}… ({len(v):,} characters)")
+        for v in (details.get("partial_unexpected_list") or [])[:5]
+    )
+    return FailedExpectation(suite, name, str(config.severity.value), None if count is None else int(count),
+                             None if share is None else float(share) / 100.0, examples)
 
 
 def _context(docs_dir: Path):
@@ -62,7 +101,7 @@ def _catalog_suite(cfg: UnisemConfig):
         e.ExpectColumnValuesToNotBeNull(column="item_id"),
         e.ExpectColumnValuesToBeUnique(column="item_id"),
         e.ExpectColumnValuesToNotBeNull(column="title", mostly=q.min_title_share[0], severity=warn),
-        e.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1, max_value=1000, severity=warn),
+        e.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1, max_value=MAX_TITLE_CHARS, severity=warn),
         e.ExpectColumnValuesToNotMatchRegex(
             column="title", regex=HTML_PATTERN, mostly=1.0 - q.max_html_share[0], severity=warn
         ),
@@ -117,7 +156,7 @@ def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None
     plan = [
         ("catalog_text_quality", "spark", catalog, _catalog_suite(cfg)),
         ("interaction_log", "spark", interactions, _interaction_suite(interactions.columns)),
-        ("gate_checks", "pandas", measures_df, _checks_suite(cfg, measures)),
+        (CHECKS_SUITE, "pandas", measures_df, _checks_suite(cfg, measures)),
     ]
     outcomes = []
     for name, engine, frame, expectations in plan:
@@ -144,6 +183,7 @@ def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None
                 evaluated=sum(len(run.results) for run in result.run_results.values()),
                 failed_critical=sum(1 for r in failed if str(r.expectation_config.severity.value) == "critical"),
                 failed_warning=sum(1 for r in failed if str(r.expectation_config.severity.value) == "warning"),
+                failures=tuple(_failure(name, r) for r in failed),
             )
         )
     return outcomes

@@ -2,8 +2,14 @@
 
 ``out_dir`` receives ``verdict.json`` (overall verdict; every threshold with its observed value, severity
 and outcome; all measures), ``report.html`` with its plots, and the Great Expectations Data Docs site in
-``data_docs/``. A run that passes or warns becomes the drift baseline for the next one; a failed run never
-does, so one bad night cannot make the next bad night look normal.
+``data_docs/``. A run that passes or warns becomes the drift baseline for the next run of the same dataset
+(``data.name``, else the input paths); a failed run never does, so one bad night cannot make the next bad
+night look normal.
+
+The verdict adds up the thresholds and the Great Expectations row-level suites by one rule: a failed
+expectation counts like a crossed threshold of its severity (``critical`` fails, ``warning`` warns), so no
+failed check can hide behind a PASS. Every crossed check and failed expectation comes with up to ten
+example rows (``offenders``) in the verdict and the report.
 """
 from __future__ import annotations
 
@@ -24,6 +30,21 @@ DATA_DOCS_DIR = "data_docs"
 EXIT_CODES = {PASS: 0, WARN: 0, FAIL: 3}
 
 
+def expectation_key(failure: dict) -> str:
+    """How a failed expectation is named among the verdict's ``failed`` / ``warnings`` (beside config keys)."""
+    return f"expectation:{failure['suite']}/{failure['expectation']}"
+
+
+def combined_verdict(threshold_verdict: str, expectations_failed: list[dict]) -> str:
+    """The thresholds' verdict, made worse by failed expectations: ``critical`` fails, ``warning`` warns."""
+    severities = {f["severity"] for f in expectations_failed}
+    if threshold_verdict == FAIL or "critical" in severities:
+        return FAIL
+    if threshold_verdict == WARN or severities:
+        return WARN
+    return PASS
+
+
 class GateResult(NamedTuple):
     verdict: str  # "pass" | "warn" | "fail"
     verdict_path: Path
@@ -31,6 +52,9 @@ class GateResult(NamedTuple):
     data_docs_path: Path  # the Data Docs site's index.html
     checks: list[CheckResult]
     measures: dict[str, float | None]
+    expectations_failed: list[dict] = []
+    offenders: dict[str, list[dict]] = {}
+    baseline: dict = {}
 
     @property
     def exit_code(self) -> int:
@@ -48,15 +72,26 @@ def run_gate(
     """
     from unisem.data.features import read_inputs
     from unisem.data.spark import resolve_master, spark_error_summary, spark_errors, spark_session
-    from unisem.quality.baseline import drift_measures, load_baseline, make_baseline, save_baseline
-    from unisem.quality.expectations import run_suites
+    from unisem.quality.baseline import (
+        baseline_summary,
+        dataset_identity,
+        drift_measures,
+        load_baseline,
+        make_baseline,
+        save_baseline,
+    )
+    from unisem.quality.expectations import CHECKS_SUITE, run_suites
     from unisem.quality.measures import profile
+    from unisem.quality.offenders import find_offenders
     from unisem.quality.report import write_plots, write_report
 
-    catalog, interactions, out_dir = Path(catalog), Path(interactions), Path(out_dir)
+    # Absolute first: Great Expectations wants an absolute Data Docs folder, and the record should not
+    # depend on the directory the command ran in.
+    catalog, interactions, out_dir = (Path(p).expanduser().resolve() for p in (catalog, interactions, out_dir))
+    dataset = dataset_identity(cfg.data.name, catalog, interactions)
+    baseline = load_baseline(home, dataset)
     spark = spark_session(resolve_master(None, cfg.orchestration.spark_master))
     inputs = read_inputs(spark, catalog, interactions)
-    baseline = load_baseline(home)
     started = time.perf_counter()
     try:
         prof = profile(inputs.catalog, inputs.interactions, cfg)
@@ -69,30 +104,45 @@ def run_gate(
     timings = {"measures": time.perf_counter() - started}
     measures = {**prof.measures, **drift_measures(baseline, prof.measures, prof.item_frequency)}
     checks = evaluate_checks(cfg.quality, measures)
-    verdict = decide(checks)
-    accepted = verdict != FAIL
     with atomic_dir(out_dir) as tmp:
         try:
-            suites = [s.to_dict() for s in run_suites(
-                spark, inputs.catalog, inputs.interactions, measures, cfg, tmp / DATA_DOCS_DIR
-            )]
+            outcomes = run_suites(spark, inputs.catalog, inputs.interactions, measures, cfg, tmp / DATA_DOCS_DIR)
         except spark_errors() as exc:
             raise DataContractError(f"{catalog} / {interactions}: Great Expectations could not validate: {spark_error_summary(exc)}") from exc
         timings["great_expectations"] = time.perf_counter() - started - timings["measures"]
+        suites = [s.to_dict() for s in outcomes]
+        # gate_checks restates the thresholds (already checks); the row-level suites add what they alone see.
+        expectations_failed = [f.to_dict() for s in outcomes if s.suite != CHECKS_SUITE for f in s.failures]
+        verdict = combined_verdict(decide(checks), expectations_failed)
+        accepted = verdict != FAIL
+        crossed = [c.check for c in failing_first(checks) if not c.passed]
+        try:
+            offenders = find_offenders(inputs.catalog, inputs.interactions, cfg,
+                                       [*crossed, *(f["expectation"] for f in expectations_failed)])
+        except spark_errors() as exc:
+            raise DataContractError(f"{catalog} / {interactions}: cannot list offending rows: {spark_error_summary(exc)}") from exc
+        timings["offenders"] = time.perf_counter() - started - timings["measures"] - timings["great_expectations"]
         plots = write_plots(tmp, prof.item_frequency, prof.sequence_lengths, prof.title_lengths)
         source = {"catalog": str(catalog), "interactions": str(interactions)}
-        write_report(tmp / REPORT_FILE, verdict, checks, measures, plots, suites, source)
+        compared = {**baseline_summary(baseline, dataset), "updated": accepted}
+        write_report(tmp / REPORT_FILE, verdict, checks, measures, plots, suites, source,
+                     baseline=compared, expectations_failed=expectations_failed, offenders=offenders)
         ordered = failing_first(checks)
         record = {
             "verdict": verdict,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "dataset": dataset,
             "inputs": source,
-            "failed": sorted({c.check for c in checks if not c.passed and c.severity == FAIL}),
-            "warnings": sorted({c.check for c in checks if not c.passed and c.severity == WARN}),
+            "failed": sorted({c.check for c in checks if not c.passed and c.severity == FAIL}
+                             | {expectation_key(f) for f in expectations_failed if f["severity"] == "critical"}),
+            "warnings": sorted({c.check for c in checks if not c.passed and c.severity == WARN}
+                               | {expectation_key(f) for f in expectations_failed if f["severity"] != "critical"}),
             "checks": [c.to_dict() for c in ordered],
             "measures": measures,
             "great_expectations": suites,
-            "baseline": {"compared_with": baseline.get("source") if baseline else None, "updated": accepted},
+            "expectations_failed": expectations_failed,
+            "offenders": offenders,
+            "baseline": compared,
             "report": REPORT_FILE,
             # Where the time went (seconds), for capacity planning; see benchmarks/gate_scaling.py.
             "seconds": {k: round(v, 2) for k, v in timings.items()},
@@ -100,6 +150,6 @@ def run_gate(
         }
         (tmp / VERDICT_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     if accepted:
-        save_baseline(make_baseline(measures, prof.item_frequency, str(out_dir)), home)
+        save_baseline(make_baseline(measures, prof.item_frequency, str(out_dir), dataset), home)
     return GateResult(verdict, out_dir / VERDICT_FILE, out_dir / REPORT_FILE, out_dir / DATA_DOCS_DIR / "index.html",
-                      checks, measures)
+                      checks, measures, expectations_failed, offenders, compared)

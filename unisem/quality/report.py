@@ -79,8 +79,37 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+def _evidence(baseline: Mapping | None, expectations_failed: list[dict], offenders: Mapping[str, list[dict]]) -> str:
+    """The drift baseline compared with, failed expectations and example offending rows, as HTML."""
+    parts = []
+    if baseline:
+        parts.append(f"<p>Drift baseline: {html.escape(str(baseline.get('note', '')))}.</p>")
+    if expectations_failed:
+        rows = "".join(
+            f"<tr><td>{html.escape(f['suite'])}</td><td>{html.escape(f['expectation'])}</td>"
+            f"<td>{html.escape(f['severity'])}</td><td>{_fmt(f.get('unexpected_count'))}</td></tr>"
+            for f in expectations_failed
+        )
+        parts.append("<h2>Failed expectations (critical fails the gate, warning warns)</h2>"
+                     "<table><tr><th>suite</th><th>expectation</th><th>severity</th><th>unexpected rows</th></tr>"
+                     f"{rows}</table>")
+    if offenders:
+        blocks = []
+        for check, rows in offenders.items():
+            if not rows:
+                continue
+            key = "user_id" if "user_id" in rows[0] else "item_id"
+            cells = "".join(f"<tr><td>{html.escape(str(r.get(key)))}</td><td>{_fmt(r.get('value'))}</td></tr>"
+                            for r in rows)
+            blocks.append(f"<h3>{html.escape(check)}</h3><table><tr><th>{key}</th><th>value</th></tr>{cells}</table>")
+        if blocks:
+            parts.append("<h2>Examples of offending rows (up to 10 per check)</h2>" + "".join(blocks))
+    return "".join(parts)
+
+
 def write_report(path: Path, verdict: str, checks: list[CheckResult], measures: Mapping[str, float | None],
-                 plots: list[Path], suites: list[dict], inputs: Mapping[str, str]) -> Path:
+                 plots: list[Path], suites: list[dict], inputs: Mapping[str, str], baseline: Mapping | None = None,
+                 expectations_failed: list[dict] = (), offenders: Mapping[str, list[dict]] | None = None) -> Path:
     colour = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}[verdict]
     rows = []
     for c in failing_first(checks):
@@ -117,6 +146,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} figure{{display:i
 <a href="data_docs/index.html">data_docs/index.html</a>; machine-readable verdict: <a href="verdict.json">verdict.json</a>.</p>
 <h2>Checks (failing first)</h2>
 <table><tr><th>state</th><th>setting</th><th>severity</th><th>observed</th><th>threshold</th></tr>{''.join(rows)}</table>
+{_evidence(baseline, list(expectations_failed), offenders or {})}
 <h2>Plots</h2>{images}
 <h2>Great Expectations suites</h2>
 <table><tr><th>suite</th><th>result</th><th>expectations</th><th>critical failed</th><th>warning failed</th></tr>{suite_rows}</table>

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from unisem.data.contract import InputError
 from unisem.data.dataset import SequenceDataset
 from unisem.model.network import build_network, unwrap
 from unisem.model.recommender import Recommender
@@ -32,6 +33,29 @@ class TrainResult(NamedTuple):
     best_epoch: int
     best_metrics: dict
     history: list[dict]
+
+
+class NoModelError(InputError):
+    """Training ran but no epoch produced a model (no epoch ran, or the validation metric was never a number)."""
+
+
+def require_model(best_epoch: int, history: list[dict], cfg, out_dir: Path, users: int | None = None) -> None:
+    """Raise ``NoModelError`` unless an epoch was kept: a run without a model must not look like a success.
+
+    Checked by the callers of ``fit`` (not inside it), so Ray Train does not restart workers for a failure
+    that no restart can fix.
+    """
+    if best_epoch >= 1:
+        return
+    t = cfg.training
+    metric = f"valid/{t.early_stopping_metric}"
+    if not history:
+        why = f"no epoch ran (training.max_epochs={t.max_epochs}, training.patience={t.patience})"
+    else:
+        values = ", ".join(f"{h.get(metric)}" for h in history[:5])
+        who = f" ({users} users in the features)" if users is not None else ""
+        why = (f"{metric} was not a number in all {len(history)} epochs ({values}): no user to validate on{who}")
+    raise NoModelError(f"{out_dir}: training produced no model: {why}; no model was written")
 
 
 def validation_metrics(network, cfg, data: SequenceDataset) -> dict[str, float]:

@@ -192,7 +192,7 @@ def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, 
     from ray.train.torch import TorchTrainer
 
     from unisem.config import to_dict
-    from unisem.train.loop import CHECKPOINT_DIR, MODEL_DIR, TrainResult
+    from unisem.train.loop import CHECKPOINT_DIR, MODEL_DIR, TrainResult, require_model
 
     t = cfg.training
     out_dir = Path(out_dir).resolve()
@@ -240,6 +240,7 @@ def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, 
     value = result.return_value
     if value is None:
         raise RuntimeError(f"Ray training in {out_dir} finished without a result from rank 0")
+    require_model(int(value["best_epoch"]), list(value["history"]), cfg, out_dir)
     model_dir = out_dir / MODEL_DIR
     if not model_dir.exists() and result.checkpoint is not None:  # workers on other machines
         with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from unisem.data.contract import CATALOG_SCHEMA, INTERACTIONS_SCHEMA, DataContractError, contract_table
 from unisem.data.importers.lines import records
-from unisem.data.importers.output import ImportSummary, check_unique_ids, write_import
+from unisem.data.importers.output import ImportSummary, check_output_path, check_unique_ids, write_import
 
 Style = Literal["auto", "2014", "2018"]
 _PRICE = re.compile(r"^\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)(?:\s*-\s*\$?\s*[0-9][0-9,]*(?:\.[0-9]+)?)?$")
@@ -159,8 +159,13 @@ def import_amazon(
     style: Style = "auto",
     unknown_items: Literal["drop", "fail"] = "drop",
     duplicates: Literal["fail", "first"] = "fail",
+    replace: bool = False,
 ) -> ImportSummary:
-    """Import an Amazon reviews file and its metadata file into ``out_dir`` (the data contract)."""
+    """Import an Amazon reviews file and its metadata file into ``out_dir`` (the data contract).
+
+    ``out_dir`` is checked first (``check_output_path``): never an input, never a stranger's folder.
+    """
+    check_output_path(out_dir, (reviews, metadata), replace)
     if style not in ("auto", "2014", "2018"):
         raise ValueError(f"style must be 'auto', '2014' or '2018', not {style!r}")
     reviews, metadata = Path(reviews), Path(metadata)

@@ -26,11 +26,32 @@ def check_readable(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise DataContractError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataContractError(f"{path}: is a folder, not a file")
     if not path.is_file():
         raise DataContractError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise DataContractError(f"{path}: the file is empty")
     return path
+
+
+def decode_line(raw: bytes, path: Path, number: int) -> str:
+    """One line as text; invalid UTF-8 names the line and the column of the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataContractError(
+            f"{path}: line {number}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+        ) from exc
+
+
+def first_invalid_utf8_line(path: str | Path) -> None:
+    """Raise the ``decode_line`` error of the first line that is not UTF-8, if any (for error messages)."""
+    path = Path(path)
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        for number, raw in enumerate(fh, start=1):
+            decode_line(raw, path, number)
 
 
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -39,14 +60,13 @@ def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     opener = gzip.open if is_gzip(path) else open
     seen = False
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-            for number, line in enumerate(fh, start=1):
-                text = line.strip()
+        # Bytes, decoded line by line, so invalid UTF-8 is reported with the line it is on.
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            for number, raw in enumerate(fh, start=1):
+                text = decode_line(raw, path, number).strip()
                 if text:
                     seen = True
                     yield number, text
-    except UnicodeDecodeError as exc:
-        raise DataContractError(f"{path}: not UTF-8 text: {exc}") from exc
     except (OSError, EOFError) as exc:  # truncated or corrupt gzip
         raise DataContractError(f"{path}: cannot read: {exc}") from exc
     if not seen:

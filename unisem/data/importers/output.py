@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Callable, Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,35 @@ from unisem.data.contract import (
 )
 
 SUMMARY_FILE = "import.json"
+
+
+def check_output_path(out_dir: str | Path, inputs: Iterable[str | Path], replace: bool = False) -> Path:
+    """Refuse, before anything is read or written, an output that would destroy an input or a stranger's folder.
+
+    The output replaces its whole folder atomically, so an output that is an input, holds one or lies inside
+    one would delete it; and a folder that is not a previous import (no ``import.json``) may be someone's
+    data: it is replaced only with ``replace``. An empty folder is fine.
+    """
+    out = Path(out_dir).expanduser().resolve()
+    for given in inputs:
+        source = Path(given).expanduser().resolve()
+        if out == source:
+            raise DataContractError(f"--out {out_dir}: is the input {given}; write the import to another folder")
+        if out in source.parents:
+            raise DataContractError(f"--out {out_dir}: contains the input {given}; write the import to another folder")
+        if source in out.parents:
+            raise DataContractError(f"--out {out_dir}: lies inside the input {given}; write the import to another folder")
+    if out.exists() and not replace:
+        if not out.is_dir():
+            raise DataContractError(
+                f"--out {out_dir}: is an existing file, not an earlier import; choose another folder or pass --replace"
+            )
+        if not (out / SUMMARY_FILE).is_file() and any(out.iterdir()):
+            raise DataContractError(
+                f"--out {out_dir}: is a folder that holds no earlier import ({SUMMARY_FILE} missing); "
+                "choose another folder or pass --replace to replace it"
+            )
+    return out
 
 
 class ImportSummary(NamedTuple):
@@ -63,11 +92,12 @@ def resolve_unknown_items(
     source: str,
     locations: np.ndarray | None = None,
     where: str = "line",
+    place: Callable[[int], str] | None = None,
 ) -> tuple[pa.Table, np.ndarray | None, int]:
     """Drop (and count) or reject interactions whose item is absent from the catalog.
 
-    ``locations`` maps each interaction to its place in the source (a line number); without it the
-    message names the 0-based row of the interactions table.
+    ``locations`` maps each interaction to its place in the source (a line number); without it ``place``
+    names the place of a row (e.g. a CSV line), else the message names the 0-based row of the table.
     """
     ids = catalog_ids.combine_chunks() if isinstance(catalog_ids, pa.ChunkedArray) else catalog_ids
     known = pc.is_in(interactions["item_id"], value_set=ids)
@@ -77,10 +107,13 @@ def resolve_unknown_items(
         return interactions, locations, 0
     if policy == "fail":
         row = int(np.argmin(known_np))
-        place = f"{where} {int(locations[row])}" if locations is not None else f"row {row}"
+        if locations is not None:
+            at = f"{where} {int(locations[row])}"
+        else:
+            at = place(row) if place is not None else f"row {row}"
         item = interactions["item_id"][row].as_py()
         raise DataContractError(
-            f"{source}: {place}: field item_id: unknown item {item!r} is not in the catalog "
+            f"{source}: {at}: field item_id: unknown item {item!r} is not in the catalog "
             f"({unknown} interactions name unknown items; set data.unknown_items=drop to drop them)"
         )
     if policy != "drop":
@@ -101,12 +134,17 @@ def write_import(
     interactions_source: str,
     locations: np.ndarray | None = None,
     where: str = "line",
+    catalog_place: Callable[[int], str] | None = None,
+    interactions_place: Callable[[int], str] | None = None,
 ) -> ImportSummary:
-    """Conform, resolve unknown items, and write ``catalog.parquet`` + ``interactions.parquet`` atomically."""
-    catalog = conform_catalog(catalog, catalog_source)
-    interactions = conform_interactions(interactions, interactions_source)
+    """Conform, resolve unknown items, and write ``catalog.parquet`` + ``interactions.parquet`` atomically.
+
+    ``*_place`` name the place of a 0-based table row in its source file (a CSV line, say) for messages.
+    """
+    catalog = conform_catalog(catalog, catalog_source, catalog_place)
+    interactions = conform_interactions(interactions, interactions_source, interactions_place)
     interactions, _, dropped = resolve_unknown_items(
-        interactions, catalog["item_id"], unknown_items, interactions_source, locations, where
+        interactions, catalog["item_id"], unknown_items, interactions_source, locations, where, interactions_place
     )
     used = pc.unique(interactions["item_id"])
     summary = ImportSummary(

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from unisem.data.contract import CATALOG_SCHEMA, INTERACTIONS_SCHEMA, DataContractError, contract_table
 from unisem.data.importers.lines import numbered_lines, records
-from unisem.data.importers.output import ImportSummary, check_unique_ids, write_import
+from unisem.data.importers.output import ImportSummary, check_output_path, check_unique_ids, write_import
 
 SEQUENCES_FILE = "sequences.txt"
 ITEMS_FILE = "items.jsonl"
@@ -101,9 +101,14 @@ def import_sequence_files(
     unknown_items: Literal["drop", "fail"] = "drop",
     sequences_file: str = SEQUENCES_FILE,
     items_file: str = ITEMS_FILE,
+    replace: bool = False,
 ) -> ImportSummary:
-    """Import ``source_dir/sequences.txt`` + ``source_dir/items.jsonl`` into ``out_dir``."""
+    """Import ``source_dir/sequences.txt`` + ``source_dir/items.jsonl`` into ``out_dir``.
+
+    ``out_dir`` is checked first (``check_output_path``): never inside the source folder, never a stranger's folder.
+    """
     source_dir = Path(source_dir)
+    check_output_path(out_dir, (source_dir,), replace)
     if not source_dir.is_dir():
         raise DataContractError(f"{source_dir}: not a folder (expected {sequences_file} and {items_file} in it)")
     items_path, seq_path = source_dir / items_file, source_dir / sequences_file

@@ -5,11 +5,19 @@ be limited to one file (``catalog.item_id=sku``, ``interactions.item_id=product`
 applies to both files. Contract fields that are not mapped are taken from a column of the same name when
 there is one. Timestamps may be numbers (epoch, in ``timestamp_unit``), ISO 8601 strings (naive ones are
 UTC) or Parquet timestamps; a CSV category path is one string split on ``category_separator``.
+
+Messages name the place a user can find: ``line N`` of a CSV / TSV / JSON-lines file (1-based, a CSV's
+header is line 1) and ``row N`` of a Parquet table (1-based, first row = row 1).
+
+Ids are text, by one rule in every format: a whole number written with a decimal point (``5.0``: a float
+column in Parquet or JSON, or a CSV written from one) is the id ``5``; everything else is kept as written,
+leading zeros included (``007``).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Iterable, Literal, Mapping
+from typing import Callable, Iterable, Literal, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -19,12 +27,21 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from unisem.data.contract import CATALOG_SCHEMA, INTERACTIONS_SCHEMA, DataContractError
-from unisem.data.importers.lines import check_readable, numbered_lines, parse_record
-from unisem.data.importers.output import ImportSummary, check_unique_ids, write_import
+from unisem.data.importers.lines import (
+    check_readable,
+    first_invalid_utf8_line,
+    is_gzip,
+    numbered_lines,
+    parse_record,
+)
+from unisem.data.importers.output import ImportSummary, check_output_path, write_import
 
 TABLES = ("catalog", "interactions")
 FIELDS = {"catalog": tuple(CATALOG_SCHEMA.names), "interactions": tuple(INTERACTIONS_SCHEMA.names)}
 TimestampUnit = Literal["s", "ms", "us"]
+Place = Callable[[int], str]
+# "5.0", "-12.000": a whole number written as a float; the id is the part before the point.
+_WHOLE_FLOAT = re.compile(r"^([+-]?[0-9]+)\.0+$")
 
 
 def parse_mapping(entries: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -51,6 +68,11 @@ def parse_mapping(entries: Iterable[str]) -> dict[str, dict[str, str]]:
 
 def _format(path: Path) -> str:
     if path.is_dir():
+        if not any(p.is_file() and not p.name.startswith((".", "_")) and p.suffix in (".parquet", ".pq")
+                   for p in path.rglob("*")):
+            raise DataContractError(
+                f"{path}: is a folder, not a file (a folder is read only as Parquet part files, and it holds none)"
+            )
         return "parquet"
     name = path.name.lower().removesuffix(".gz")
     for suffix, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".parquet", "parquet"), (".pq", "parquet"),
@@ -58,6 +80,34 @@ def _format(path: Path) -> str:
         if name.endswith(suffix):
             return fmt
     raise DataContractError(f"{path}: unknown table format; use .csv, .tsv, .parquet, .jsonl/.json (optionally .gz)")
+
+
+def row_place(path: str | Path) -> Place:
+    """The place of 0-based table row ``r`` of ``path`` as a user finds it: ``line N`` or ``row N`` (1-based).
+
+    A CSV row is one line (values cannot span lines) and blank lines are skipped by the reader, so the line
+    is found by counting non-blank lines; this reads the file again, but only when a message needs it.
+    """
+    path = Path(path)
+    fmt = _format(path)
+    if fmt == "parquet":
+        return lambda row: f"row {row + 1}"
+    skip = 1 if fmt in ("csv", "tsv") else 0  # the header
+
+    def place(row: int) -> str:
+        import gzip
+
+        opener = gzip.open if is_gzip(path) else open
+        seen = -skip
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            for number, raw in enumerate(fh, start=1):
+                if raw.strip():
+                    if seen == row:
+                        return f"line {number}"
+                    seen += 1
+        return f"data row {row + 1}"
+
+    return place
 
 
 def _first_bad_json_line(path: Path) -> None:
@@ -91,6 +141,8 @@ def read_any(path: str | Path, string_columns: Iterable[str] = ()) -> pa.Table:
     except (pa.ArrowInvalid, OSError) as exc:
         if fmt == "jsonl":
             _first_bad_json_line(path)  # raises with the line number when a line is broken
+        if fmt in ("csv", "tsv") and "UTF8" in str(exc).upper().replace("-", ""):
+            first_invalid_utf8_line(path)  # raises with the line number of the first invalid byte
         raise DataContractError(f"{path}: cannot read as {fmt}: {exc}") from exc
     if table.num_rows == 0:
         raise DataContractError(f"{path}: the file has no rows")
@@ -108,7 +160,25 @@ def _first_failing(values: list, convert) -> tuple[int, object] | None:
     return None
 
 
-def _timestamps(column: pa.ChunkedArray, unit: TimestampUnit, source: str, name: str) -> pa.Array:
+def canonical_ids(column: pa.ChunkedArray, source: str, name: str, place: Place) -> pa.ChunkedArray:
+    """Ids as text by the module's one rule: a whole number written as a float (``5.0``) is ``5``."""
+    t = column.type
+    if pa.types.is_floating(t):
+        col = column.combine_chunks()
+        finite = pc.is_finite(col)
+        if not pc.all(pc.or_kleene(finite, pc.is_null(col))).as_py():
+            row = int(pc.index(pc.invert(finite), True).as_py())
+            raise DataContractError(f"{source}: {place(row)}: field {name}: {col[row].as_py()!r} is not an id")
+        whole = pc.equal(pc.floor(col), col)
+        as_int = pc.if_else(whole, col, pa.scalar(0.0, t)).cast(pa.int64()).cast(pa.string())
+        return pa.chunked_array([pc.if_else(whole, as_int, col.cast(pa.string()))])
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return column.cast(pa.string())
+    return pa.chunked_array([pc.replace_substring_regex(column.combine_chunks().cast(pa.string()),
+                                                        _WHOLE_FLOAT.pattern, r"\1")])
+
+
+def _timestamps(column: pa.ChunkedArray, unit: TimestampUnit, source: str, name: str, place: Place) -> pa.Array:
     import pandas as pd
 
     t = column.type
@@ -124,7 +194,7 @@ def _timestamps(column: pa.ChunkedArray, unit: TimestampUnit, source: str, name:
         bad = ~np.isfinite(us) & ~np.isnan(values)
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataContractError(f"{source}: row {row}: field {name}: unparsable timestamp {values[row]!r}")
+            raise DataContractError(f"{source}: {place(row)}: field {name}: unparsable timestamp {values[row]!r}")
         mask = np.isnan(values)
         return pa.array(np.where(mask, 0, us).astype(np.int64), pa.timestamp("us", tz="UTC"), mask=mask)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -134,7 +204,7 @@ def _timestamps(column: pa.ChunkedArray, unit: TimestampUnit, source: str, name:
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             raise DataContractError(
-                f"{source}: row {row}: field {name}: unparsable timestamp {series[row]!r} (expected ISO 8601 or epoch)"
+                f"{source}: {place(row)}: field {name}: unparsable timestamp {series[row]!r} (expected ISO 8601 or epoch)"
             )
         return pa.array(parsed.dt.as_unit("us"), pa.timestamp("us", tz="UTC"))
     raise DataContractError(f"{source}: field {name}: cannot read {t} as a timestamp")
@@ -156,11 +226,16 @@ def _select(table: pa.Table, kind: str, mapping: Mapping[str, str], source: str)
     return pa.table(columns) if columns else pa.table({})
 
 
-def _normalise_catalog(table: pa.Table, source: str, category_separator: str) -> pa.Table:
+def _normalise_catalog(table: pa.Table, source: str, category_separator: str, place: Place) -> pa.Table:
     if "item_id" in table.column_names:
-        table = table.set_column(table.schema.get_field_index("item_id"), "item_id", table["item_id"].cast(pa.string()))
-        ids = table["item_id"].to_pylist()
-        check_unique_ids(ids, range(len(ids)), source, where="row")
+        table = table.set_column(table.schema.get_field_index("item_id"), "item_id",
+                                 canonical_ids(table["item_id"], source, "item_id", place))
+        first: dict[str, int] = {}
+        for row, value in enumerate(table["item_id"].to_pylist()):
+            if value in first:
+                raise DataContractError(f"{source}: {place(row)}: field item_id: duplicated id {value!r}"
+                                        f" (first seen at {place(first[value])})")
+            first[value] = row
     if "categories" in table.column_names:
         col = table["categories"]
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
@@ -179,7 +254,7 @@ def _normalise_catalog(table: pa.Table, source: str, category_separator: str) ->
 
         bad = _first_failing(values, to_float)
         if bad:
-            raise DataContractError(f"{source}: row {bad[0]}: field price: not a number: {bad[1]!r}")
+            raise DataContractError(f"{source}: {place(bad[0])}: field price: not a number: {bad[1]!r}")
         table = table.set_column(
             table.schema.get_field_index("price"),
             "price",
@@ -188,19 +263,21 @@ def _normalise_catalog(table: pa.Table, source: str, category_separator: str) ->
     return table
 
 
-def _normalise_interactions(table: pa.Table, source: str, unit: TimestampUnit) -> pa.Table:
+def _normalise_interactions(table: pa.Table, source: str, unit: TimestampUnit, place: Place) -> pa.Table:
     for name in ("user_id", "item_id"):
         if name in table.column_names:
-            table = table.set_column(table.schema.get_field_index(name), name, table[name].cast(pa.string()))
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     canonical_ids(table[name], source, name, place))
     if "timestamp" in table.column_names:
         table = table.set_column(
-            table.schema.get_field_index("timestamp"), "timestamp", _timestamps(table["timestamp"], unit, source, "timestamp")
+            table.schema.get_field_index("timestamp"), "timestamp",
+            _timestamps(table["timestamp"], unit, source, "timestamp", place),
         )
     if "position" in table.column_names and not pa.types.is_integer(table["position"].type):
         values = table["position"].to_pylist()
         bad = _first_failing(values, lambda v: int(str(v)))
         if bad:
-            raise DataContractError(f"{source}: row {bad[0]}: field position: not an integer: {bad[1]!r}")
+            raise DataContractError(f"{source}: {place(bad[0])}: field position: not an integer: {bad[1]!r}")
         table = table.set_column(
             table.schema.get_field_index("position"), "position",
             pa.array([int(str(v)) if v is not None else None for v in values], pa.int64()),
@@ -216,8 +293,14 @@ def import_tables(
     unknown_items: Literal["drop", "fail"] = "drop",
     timestamp_unit: TimestampUnit = "s",
     category_separator: str = "|",
+    replace: bool = False,
 ) -> ImportSummary:
-    """Import a catalog table and an interactions table (any supported format) into ``out_dir``."""
+    """Import a catalog table and an interactions table (any supported format) into ``out_dir``.
+
+    ``out_dir`` must not be, hold or lie inside an input, and replaces an existing folder only when that
+    is an earlier import or ``replace`` is set (``check_output_path``).
+    """
+    check_output_path(out_dir, (catalog, interactions), replace)
     if not isinstance(mapping, Mapping):
         mapping = parse_mapping(mapping)
     if timestamp_unit not in ("s", "ms", "us"):
@@ -225,10 +308,11 @@ def import_tables(
     catalog, interactions = Path(catalog), Path(interactions)
     cat_map, inter_map = mapping.get("catalog", {}), mapping.get("interactions", {})
     cat = _select(read_any(catalog, [cat_map.get("item_id", "item_id")]), "catalog", mapping.get("catalog", {}), str(catalog))
-    cat = _normalise_catalog(cat, str(catalog), category_separator)
+    cat_place, inter_place = row_place(catalog), row_place(interactions)
+    cat = _normalise_catalog(cat, str(catalog), category_separator, cat_place)
     ids = [inter_map.get(f, f) for f in ("user_id", "item_id")]
     inter = _select(read_any(interactions, ids), "interactions", mapping.get("interactions", {}), str(interactions))
-    inter = _normalise_interactions(inter, str(interactions), timestamp_unit)
+    inter = _normalise_interactions(inter, str(interactions), timestamp_unit, inter_place)
     return write_import(
         out_dir,
         cat,
@@ -236,5 +320,6 @@ def import_tables(
         unknown_items=unknown_items,
         catalog_source=str(catalog),
         interactions_source=str(interactions),
-        where="row",
+        catalog_place=cat_place,
+        interactions_place=inter_place,
     )

@@ -1,0 +1,219 @@
+"""Inputs that used to go wrong silently: each is now refused (or counted) with a message naming the thing,
+and every file that existed before the command is byte-identical afterwards.
+
+One test per finding: (1) an output path onto an input, (2) drift against another dataset's baseline,
+(3) degenerate data that "succeeded" without a model, (4) a run on a missing input going into Airflow's
+retries, (5) a failed Great Expectations check behind a PASS, (6) counted but unnamed offenders, (7) the
+smaller ones: invalid UTF-8 without a line, 0-based rows, a folder given as a file, float-like ids,
+``validate --out`` relative, ``evaluate`` without a popularity baseline.
+
+The Spark tests share the session-wide Spark fixture, and the gate runs that several findings need are
+done once per module.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from contract_files import clean_catalog, uniform_log, write_catalog, write_events
+from unisem.cli import main
+
+
+def snapshot(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_unchanged(before: dict[Path, bytes]) -> None:
+    for path, content in before.items():
+        assert path.is_file(), f"{path} was removed or replaced by a folder"
+        assert path.read_bytes() == content, f"{path} changed"
+
+
+def write(path: Path, lines: list[str] | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(lines, bytes):
+        path.write_bytes(lines)
+    else:
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def import_table(catalog: Path, interactions: Path, out: Path, *extra: str) -> int:
+    return main(["data", "import", "table", "--catalog", str(catalog), "--interactions", str(interactions),
+                 "--out", str(out), *extra])
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    cat = write(tmp_path / "good_cat.csv", ["item_id,title", "a,Alpha lipstick", "b,Beta toner", "c,Gamma serum"])
+    ev = write(tmp_path / "events.csv", ["user_id,item_id,position", "u1,a,0", "u1,b,1", "u1,c,2", "u2,b,0"])
+    return cat, ev
+
+
+# 1 -----------------------------------------------------------------------------------------------------
+def test_1_an_output_onto_an_input_or_a_strangers_folder_is_refused(tmp_path, good_csv, capsys):
+    cat, ev = good_csv
+    stranger = tmp_path / "photos"
+    write(stranger / "holiday.jpg", b"\xff\xd8 not really a picture")
+    before = snapshot(tmp_path)
+
+    assert import_table(cat, ev, cat) == 1  # --out is the catalog itself
+    assert f"--out {cat}: is the input {cat}" in capsys.readouterr().err
+    assert import_table(cat, ev, tmp_path) == 1  # --out holds both inputs
+    assert "contains the input" in capsys.readouterr().err
+    assert import_table(cat, ev, cat / "inside") == 1  # --out below an input
+    assert "lies inside the input" in capsys.readouterr().err
+    assert import_table(cat, ev, stranger) == 1  # not an earlier import: needs --replace
+    assert f"--out {stranger}: is a folder that holds no earlier import" in capsys.readouterr().err
+    assert main(["data", "import", "beauty", str(tmp_path), "--out", str(tmp_path / "sub")]) == 1
+    assert "lies inside the input" in capsys.readouterr().err
+    assert_unchanged(before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.csv", "good_cat.csv", "photos"]  # no .old-PID
+
+    # An earlier import is replaced without a flag; a stranger's folder only with --replace.
+    assert import_table(cat, ev, tmp_path / "out") == 0
+    assert import_table(cat, ev, tmp_path / "out") == 0
+    assert import_table(cat, ev, stranger, "--replace") == 0
+    assert (stranger / "import.json").exists() and not (stranger / "holiday.jpg").exists()
+    assert_unchanged({p: b for p, b in before.items() if stranger not in p.parents})
+
+
+# Spark: gate runs shared by several findings --------------------------------------------------------------
+def _validate(catalog: Path, interactions: Path, out: Path | str, home: Path, *extra: str) -> int:
+    return main(["validate", "--catalog", str(catalog), "--interactions", str(interactions), "--out", str(out),
+                 "--home", str(home), *extra])
+
+
+# 2 -----------------------------------------------------------------------------------------------------
+@pytest.mark.spark
+def test_2_drift_is_measured_only_against_the_same_dataset_and_the_report_says_against_what(
+        spark, tmp_path, capsys):
+    home = tmp_path / "home"
+    ids, titles, brands = clean_catalog(100)
+    a_cat = write_catalog(tmp_path / "a" / "catalog.parquet", ids, titles, brands)
+    a_log = write_events(tmp_path / "a" / "interactions.parquet", uniform_log(ids, 200, 6))
+    # A second, unrelated dataset: a smaller catalog and a thin log (against A this drifts by far).
+    b_ids, b_titles, b_brands = clean_catalog(60)
+    b_cat = write_catalog(tmp_path / "b" / "catalog.parquet", b_ids, b_titles, b_brands)
+    b_log = write_events(tmp_path / "b" / "interactions.parquet", uniform_log(b_ids, 40, 5, seed=3, prefix="b"))
+    inputs = snapshot(tmp_path)
+
+    assert _validate(a_cat, a_log, tmp_path / "gate-a1", home) == 0
+    assert "baseline: no baseline yet" in capsys.readouterr().out
+    assert _validate(b_cat, b_log, tmp_path / "gate-b", home) == 0  # not failed on drift against A
+    b = json.loads((tmp_path / "gate-b" / "verdict.json").read_text())
+    assert b["verdict"] in ("pass", "warn") and "max_popularity_kl" not in b["failed"]
+    assert b["baseline"]["compared_with"] is None and "no baseline yet" in b["baseline"]["note"]
+    assert b["measures"]["popularity_kl"] is None
+    assert "no baseline yet" in (tmp_path / "gate-b" / "report.html").read_text()
+    capsys.readouterr()
+
+    assert _validate(a_cat, a_log, tmp_path / "gate-a2", home) == 0
+    a2 = json.loads((tmp_path / "gate-a2" / "verdict.json").read_text())
+    first = json.loads((tmp_path / "gate-a1" / "verdict.json").read_text())
+    assert a2["baseline"]["compared_with"] == str(tmp_path / "gate-a1")
+    assert first["created"] <= a2["baseline"]["accepted_at"] <= a2["created"]  # when A's first run was accepted
+    assert a2["dataset"] == first["dataset"] == f"{a_cat} + {a_log}"
+    assert a2["measures"]["popularity_kl"] == pytest.approx(0.0, abs=1e-9)
+    assert f"drift against the accepted run {tmp_path / 'gate-a1'}" in (tmp_path / "gate-a2" / "report.html").read_text()
+    assert len(list((home / "quality" / "baselines").glob("*.json"))) == 2  # one per dataset
+    assert_unchanged(inputs)
+
+
+# 3 -----------------------------------------------------------------------------------------------------
+@pytest.mark.spark
+def test_3_a_log_of_one_interaction_per_user_fails_the_gate_features_and_train(spark, tmp_path, capsys):
+    ids, titles, brands = clean_catalog(100)
+    cat = write_catalog(tmp_path / "catalog.parquet", ids, titles, brands)
+    log = write_events(tmp_path / "interactions.parquet", [(f"user{u:04d}", ids[u % 100], 0) for u in range(300)])
+    earlier = write(tmp_path / "features" / "manifest.json", ['{"an": "earlier features folder"}'])
+    before = snapshot(tmp_path)
+
+    assert _validate(cat, log, tmp_path / "gate", tmp_path / "home") == 3
+    out = capsys.readouterr().out
+    assert "fail: quality.max_short_user_share observed 1" in out
+    assert "fail: quality.max_items_below_min_share observed 1" in out
+    assert "e.g. user_id 'user0000'" in out  # the offenders are named
+
+    assert main(["features", "--catalog", str(cat), "--interactions", str(log), "--out", str(tmp_path / "features")]) == 1
+    err = capsys.readouterr().err
+    assert f"{log}: no user is trainable: all 300 users have fewer than data.min_user_interactions=3" in err
+    assert_unchanged(before)
+    assert earlier.read_text() == '{"an": "earlier features folder"}\n'
+
+
+def test_3_train_fails_when_no_epoch_produced_a_model(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from unisem.data.dataset import sequences_from_lists, write_features
+
+    data = sequences_from_lists({}, ["i0", "i1", "i2"], ["a", "b", "c"])  # features without a single user
+    write_features(data, tmp_path / "features")
+    (tmp_path / "emb").mkdir()
+    import numpy as np
+
+    save_file({"embeddings": np.zeros((4, 8), dtype=np.float32)}, str(tmp_path / "emb" / "item_embeddings.safetensors"))
+    (tmp_path / "emb" / "meta.json").write_text("{}")
+    before = snapshot(tmp_path)
+    code = main(["train", "--features", str(tmp_path / "features"), "--embeddings", str(tmp_path / "emb"),
+                 "--out", str(tmp_path / "t"), "--set", "training.max_epochs=2", "--set", "training.show_progress=false",
+                 "--set", "quantizer.codebook_size=2", "--set", "quantizer.code_dim=4", "--set", "quantizer.encoder_hidden=[8]"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "training produced no model: valid/" in captured.err and "no user to validate on (0 users" in captured.err
+    assert "model_dir" not in captured.out  # no model path printed
+    assert not (tmp_path / "t" / "model").exists()
+    assert_unchanged(before)
+
+
+# 4 -----------------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_4_run_checks_inputs_and_services_before_airflow_starts(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    monkeypatch.setenv("UNISEM_HOME", str(home))
+    ids, titles, brands = clean_catalog(10)
+    cat = write_catalog(tmp_path / "catalog.parquet", ids, titles, brands)
+    log = write_events(tmp_path / "interactions.parquet", uniform_log(ids, 5, 4))
+    before = snapshot(tmp_path)
+
+    started = time.monotonic()
+    code = main(["run", "--catalog", str(tmp_path / "missing.parquet"), "--interactions", str(log)])
+    assert code == 1
+    assert f"data.catalog: {tmp_path / 'missing.parquet'} does not exist" in capsys.readouterr().err
+    (tmp_path / "exports").mkdir()
+    write(tmp_path / "exports" / "items.csv", ["item_id", "a"])
+    assert main(["run", "--catalog", str(tmp_path / "exports"), "--interactions", str(log)]) == 1  # no Parquet parts
+    assert "is a folder without Parquet part files" in capsys.readouterr().err
+    assert main(["run", "--catalog", str(log), "--interactions", str(cat)]) == 1  # swapped: wrong columns
+    assert f"data.interactions: {cat} has no column user_id" in capsys.readouterr().err
+    port = _free_port()  # nothing listens there
+    assert main(["run", "--catalog", str(cat), "--interactions", str(log), "--spark-master", f"spark://127.0.0.1:{port}"]) == 1
+    assert f"Spark master at spark://127.0.0.1:{port} (127.0.0.1:{port}) is not reachable" in capsys.readouterr().err
+    assert main(["run", "--catalog", str(cat), "--interactions", str(log), "--mlflow-uri", f"http://127.0.0.1:{port}"]) == 1
+    assert f"MLflow tracking server at http://127.0.0.1:{port}" in capsys.readouterr().err
+    # All of it before Airflow: no metadata database was made, and it took seconds, not a retry schedule.
+    assert not (home / "airflow").exists()
+    assert time.monotonic() - started < 120
+    assert_unchanged(before)
+
+
+def test_4_an_input_error_inside_an_airflow_task_is_not_retried():
+    """Outside a task the error is itself; the e2e test runs the real task (``test_pipeline_e2e``)."""
+    from unisem.data.contract import DataContractError
+    from unisem.pipeline.records import NOT_RETRIED, not_retried
+
+    exc = DataContractError("c.parquet: row 3: field item_id is empty")
+    assert isinstance(exc, NOT_RETRIED) and not_retried(exc) is exc
+    other = RuntimeError("a flaky service")
+    assert not_retried(other) is other
