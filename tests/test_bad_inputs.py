@@ -217,3 +217,161 @@ def test_4_an_input_error_inside_an_airflow_task_is_not_retried():
     assert isinstance(exc, NOT_RETRIED) and not_retried(exc) is exc
     other = RuntimeError("a flaky service")
     assert not_retried(other) is other
+
+
+# 5, 6 and 7 (relative --out): one gate run over a catalog with a 100 kB title and two mojibake titles ------
+@pytest.fixture(scope="module")
+def dirty_gate(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dirty-gate")
+    ids, titles, brands = clean_catalog(100)
+    titles[7] = "Serum " + "x" * 100_000
+    titles[3], titles[4] = "Ã˜ 1.75mm filament", "Crème brÃ»lée lip balm"
+    cat = write_catalog(root / "catalog.parquet", ids, titles, brands)
+    log = write_events(root / "interactions.parquet", uniform_log(ids, 200, 6))
+    before = snapshot(root)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:  # --out relative to the working folder (Great Expectations wants absolute paths: resolved first)
+        import contextlib
+        import io
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = _validate(Path("catalog.parquet"), Path("interactions.parquet"), "gate", root / "home")
+    finally:
+        os.chdir(cwd)
+    verdict = json.loads((root / "gate" / "verdict.json").read_text())
+    return {"root": root, "code": code, "out": out.getvalue(), "err": err.getvalue(), "verdict": verdict,
+            "before": before, "ids": ids, "report": (root / "gate" / "report.html").read_text()}
+
+
+TITLE_LENGTH = "expect_column_value_lengths_to_be_between(title)"
+
+
+@pytest.mark.spark
+def test_5_a_failed_expectation_shows_in_the_verdict_and_the_report(dirty_gate):
+    v = dirty_gate["verdict"]
+    assert dirty_gate["code"] == 0 and v["verdict"] == "warn"  # a warning-severity expectation warns, never a PASS
+    assert f"expectation:catalog_text_quality/{TITLE_LENGTH}" in v["warnings"]
+    failed = {f["expectation"]: f for f in v["expectations_failed"]}
+    assert failed[TITLE_LENGTH]["severity"] == "warning" and failed[TITLE_LENGTH]["unexpected_count"] == 1
+    assert v["offenders"][TITLE_LENGTH][0]["item_id"] == dirty_gate["ids"][7]
+    assert v["offenders"][TITLE_LENGTH][0]["value"].endswith("(100,006 characters)")  # cut, not 100 kB
+    assert f"warn: expectation catalog_text_quality/{TITLE_LENGTH} (1 rows); e.g. item_id 'item0007'" in dirty_gate["out"]
+    assert "Failed expectations" in dirty_gate["report"] and TITLE_LENGTH in dirty_gate["report"]
+    assert_unchanged(dirty_gate["before"])
+
+
+@pytest.mark.spark
+def test_6_offending_items_are_named_per_failing_check(dirty_gate):
+    v = dirty_gate["verdict"]
+    assert "max_mojibake_share" in v["warnings"]
+    named = {o["item_id"]: o["value"] for o in v["offenders"]["max_mojibake_share"]}
+    assert set(named) == {"item0003", "item0004"}
+    assert named["item0003"].startswith("Ã˜ 1.75mm filament")
+    assert "item0003" in dirty_gate["report"] and "Examples of offending rows" in dirty_gate["report"]
+    assert "warn: quality.max_mojibake_share observed 0.02, threshold 0; e.g. item_id 'item0003', 'item0004'" in dirty_gate["out"]
+    assert all(len(rows) <= 10 for rows in v["offenders"].values())
+    assert_unchanged(dirty_gate["before"])
+
+
+@pytest.mark.spark
+def test_7_validate_resolves_a_relative_out_before_spark(dirty_gate):
+    assert dirty_gate["err"] == ""
+    assert (dirty_gate["root"] / "gate" / "data_docs" / "index.html").exists()
+    assert dirty_gate["verdict"]["inputs"]["catalog"] == str(dirty_gate["root"] / "catalog.parquet")
+
+
+# 7: the smaller ones ----------------------------------------------------------------------------------
+def test_7_csv_errors_name_the_line_a_user_sees(tmp_path, capsys):
+    cat = write(tmp_path / "cat.csv", ["item_id,title", "a,A", "", "b,B", "a,C"])  # blank line 3
+    ev = write(tmp_path / "ev.csv", ["user_id,item_id,position", "u,a,0"])
+    before = snapshot(tmp_path)
+    assert import_table(cat, ev, tmp_path / "out") == 1
+    assert f"{cat}: line 5: field item_id: duplicated id 'a' (first seen at line 2)" in capsys.readouterr().err
+    pq.write_table(pa.table({"item_id": ["a", "b", "a"]}), tmp_path / "cat.parquet")
+    assert import_table(tmp_path / "cat.parquet", ev, tmp_path / "out") == 1
+    assert "cat.parquet: row 3: field item_id: duplicated id 'a' (first seen at row 1)" in capsys.readouterr().err
+    assert_unchanged(before)
+    assert not (tmp_path / "out").exists()
+
+
+def test_7_invalid_utf8_is_reported_with_its_line(tmp_path, capsys):
+    cat = write(tmp_path / "cat.csv", b"item_id,title\na,Alpha\nb,Caf\xe9 cr\xe8me\n")
+    ev = write(tmp_path / "ev.csv", ["user_id,item_id,position", "u,a,0"])
+    src = tmp_path / "beauty"
+    write(src / "items.jsonl", b'{"item_id": "1", "title": "ok"}\n{"item_id": "2", "title": "Caf\xe9"}\n')
+    write(src / "sequences.txt", ["u 1 2"])
+    before = snapshot(tmp_path)
+    assert import_table(cat, ev, tmp_path / "out") == 1
+    assert f"{cat}: line 3: not UTF-8 text: byte 0xe9 at column 6" in capsys.readouterr().err
+    assert main(["data", "import", "beauty", str(src), "--out", str(tmp_path / "out")]) == 1
+    assert f"{src / 'items.jsonl'}: line 2: not UTF-8 text: byte 0xe9" in capsys.readouterr().err
+    assert_unchanged(before)
+
+
+def test_7_a_folder_given_as_a_file_is_named_as_a_folder(tmp_path, good_csv, capsys):
+    cat, ev = good_csv
+    (tmp_path / "events_dir.csv").mkdir()
+    write(tmp_path / "events_dir.csv" / "part-0.csv", ["user_id,item_id,position", "u,a,0"])
+    before = snapshot(tmp_path)
+    assert import_table(cat, tmp_path / "events_dir.csv", tmp_path / "out") == 1
+    assert f"{tmp_path / 'events_dir.csv'}: is a folder, not a file" in capsys.readouterr().err
+    src = write(tmp_path / "src" / "sequences.txt", ["u a b"]).parent
+    (src / "items.jsonl").mkdir()
+    assert main(["data", "import", "beauty", str(src), "--out", str(tmp_path / "out")]) == 1
+    assert f"{src / 'items.jsonl'}: is a folder, not a file" in capsys.readouterr().err
+    assert_unchanged(before)
+
+
+def test_7_float_like_ids_are_one_id_in_every_format(tmp_path):
+    from unisem.data.importers import import_tables
+
+    # A CSV written from a float column says "5.0"; Parquet and JSON hold the number 5.0: all are id "5".
+    cat = write(tmp_path / "cat.csv", ["item_id,title", "5.0,Five", "007,Seven", "8.5,Eight and a half"])
+    pq.write_table(pa.table({"user_id": [1.0, 1.0, 2.0], "item_id": [5.0, 8.5, 5.0], "position": [0, 1, 0]}),
+                   tmp_path / "ev.parquet")
+    before = snapshot(tmp_path)
+    summary = import_tables(cat, tmp_path / "ev.parquet", tmp_path / "out")
+    assert summary.dropped_unknown == 0 and summary.interactions == 3
+    assert pq.read_table(tmp_path / "out" / "catalog.parquet")["item_id"].to_pylist() == ["5", "007", "8.5"]
+    events = pq.read_table(tmp_path / "out" / "interactions.parquet")
+    assert events["user_id"].to_pylist() == ["1", "1", "2"] and events["item_id"].to_pylist() == ["5", "8.5", "5"]
+    write(tmp_path / "ev.jsonl", ['{"user_id": 1, "item_id": 5.0, "position": 0}'])
+    import_tables(cat, tmp_path / "ev.jsonl", tmp_path / "out")
+    assert pq.read_table(tmp_path / "out" / "interactions.parquet")["item_id"].to_pylist() == ["5"]
+    assert_unchanged(before)
+
+
+def test_7_evaluate_prints_a_popularity_baseline_beside_the_model(tmp_path, capsys, single_thread):
+    from synthetic_sequences import TINY_MODEL, chain_dataset
+    from unisem.config import load_config
+    from unisem.data.dataset import write_features
+    from unisem.evaluate.protocols import evaluate
+    from unisem.evaluate.slices import item_popularity
+    from unisem.model.storage import save_model
+    from unisem.model.network import build_network
+    import torch
+
+    data, text = chain_dataset(users=80)
+    features = write_features(data, tmp_path / "features")
+    cfg = load_config(None, TINY_MODEL)
+    save_model(build_network(cfg, data.num_items, text, data.cold_items), cfg, data.item_ids, data.item_titles,
+               tmp_path / "model")
+    before = snapshot(tmp_path)
+    assert main(["evaluate", "--model", str(tmp_path / "model"), "--features", str(features),
+                 "--out", str(tmp_path / "eval"), *sum((["--set", o] for o in TINY_MODEL), [])]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split() for line in printed.splitlines() if line.startswith("popularity baseline")]
+    assert [r[2] for r in rows] == ["full", "sampled-99"]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    pop = metrics["baselines"]["popularity"]
+    # The same numbers as ranking by training popularity through the protocols directly.
+    counts = torch.from_numpy(item_popularity(data).astype("float32"))
+    direct = evaluate(lambda h: counts.expand(h.shape[0], -1), data, cfg.evaluation, split="test", max_len=12,
+                      slices=False).protocols
+    assert pop["full"]["NDCG@10"] == pytest.approx(direct["full"]["NDCG@10"])
+    assert f"{pop['full']['NDCG@10']:.4f}" in " ".join(rows[0])
+    assert_unchanged(before)

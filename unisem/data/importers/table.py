@@ -144,6 +144,8 @@ def read_any(path: str | Path, string_columns: Iterable[str] = ()) -> pa.Table:
         if fmt in ("csv", "tsv") and "UTF8" in str(exc).upper().replace("-", ""):
             first_invalid_utf8_line(path)  # raises with the line number of the first invalid byte
         raise DataContractError(f"{path}: cannot read as {fmt}: {exc}") from exc
+    if fmt in ("csv", "tsv") and any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
+        first_invalid_utf8_line(path)  # the reader keeps non-UTF-8 text as bytes; name the line
     if table.num_rows == 0:
         raise DataContractError(f"{path}: the file has no rows")
     return table
