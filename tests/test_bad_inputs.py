@@ -95,6 +95,7 @@ def _validate(catalog: Path, interactions: Path, out: Path | str, home: Path, *e
 def test_2_drift_is_measured_only_against_the_same_dataset_and_the_report_says_against_what(
         spark, tmp_path, capsys):
     home = tmp_path / "home"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     ids, titles, brands = clean_catalog(100)
     a_cat = write_catalog(tmp_path / "a" / "catalog.parquet", ids, titles, brands)
     a_log = write_events(tmp_path / "a" / "interactions.parquet", uniform_log(ids, 200, 6))
@@ -374,4 +375,44 @@ def test_7_evaluate_prints_a_popularity_baseline_beside_the_model(tmp_path, caps
                       slices=False).protocols
     assert pop["full"]["NDCG@10"] == pytest.approx(direct["full"]["NDCG@10"])
     assert f"{pop['full']['NDCG@10']:.4f}" in " ".join(rows[0])
+    assert_unchanged(before)
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_4_inside_the_dag_an_input_error_fails_validate_once_without_retries(tmp_path):
+    """Inputs that pass the pre-flight (Parquet, key columns) but cannot be read together: part files of
+    the interactions folder disagree on a column type. With three retries configured, validate runs once."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    ids, titles, brands = clean_catalog(20)
+    cat = write_catalog(tmp_path / "catalog.parquet", ids, titles, brands)
+    parts = tmp_path / "interactions"
+    parts.mkdir()
+    write_events(parts / "part-0.parquet", uniform_log(ids, 10, 4))
+    pq.write_table(pa.table({"user_id": [1, 2], "item_id": ["item0000", "item0001"], "position": [0, 0]}),
+                   parts / "part-1.parquet")
+    config = write(tmp_path / "retries.yaml", ["orchestration: {retries: 3, retry_delay_minutes: 0.02}",
+                                                "text: {show_progress: false}"])
+    home = tmp_path / "home"
+    before = snapshot(tmp_path)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "UNISEM_", "MLFLOW_", "RAY_ADDRESS", "SPARK_MASTER"))}
+    env.update({"UNISEM_HOME": str(home), "HF_HUB_OFFLINE": "1", "UNISEM_SPARK_DRIVER_MEMORY": "1g"})
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from unisem.cli import main; sys.exit(main())", "run", "--config",
+         str(config), "--date", "2026-03-02", "--catalog", str(cat), "--interactions", str(parts)],
+        env=env, capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((home / "runs" / "2026-03-02T00-00-00" / "report" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["failed_stage"] == "validate"
+    assert "DataContractError" in summary["error"] and str(parts) in summary["error"]
+    with sqlite3.connect(home / "airflow" / "airflow.db") as db:
+        rows = dict(db.execute("SELECT task_id, try_number FROM task_instance WHERE dag_id = 'unisem_nightly'"
+                               " AND state = 'failed'").fetchall())
+    assert rows.get("validate") == 1  # failed at once: 3 retries configured, none used
+    assert "watcher" in rows
     assert_unchanged(before)

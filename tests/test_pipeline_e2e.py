@@ -5,7 +5,7 @@ Three runs, each in its own UNISEM_HOME (own Airflow SQLite database, own MLflow
   and the published quality report exist; registering the same run again adds no version;
 - dirty data (half the titles missing): the gate fails, Airflow skips everything up to ``promote``, the
   report says why, nothing is registered;
-- missing input files: ``validate`` fails, the watcher fails the DAG run, the report names the stage.
+- missing input files: the pre-flight of ``unisem run`` stops it before Airflow starts.
 The first two run concurrently (they are mostly waiting on JVM, Ray and Airflow start-up), so the module
 takes about as long as the clean run.
 """
@@ -175,14 +175,12 @@ def test_dirty_data_stops_at_the_gate_and_registers_nothing(runs):
     assert _versions(home) == []
 
 
-def test_a_failing_task_fails_the_run_and_the_report_names_it(runs, tmp_path):
+def test_missing_inputs_stop_the_run_in_the_pre_flight_before_airflow(runs, tmp_path):
+    """A task failing inside the DAG (watcher, report naming the stage, no retries): test_bad_inputs.py."""
     home = tmp_path / "broken"
     proc = _start(home, runs["config"], "--catalog", str(tmp_path / "missing.parquet"),
                   "--interactions", str(tmp_path / "missing-interactions.parquet"))
     rc, out = _finish(proc, home, timeout=600)
     assert rc == 1, out[-3000:]
-    summary = _summary(home)
-    assert summary["status"] == "failed" and summary["failed_stage"] == "validate"
-    assert "missing.parquet does not exist" in summary["error"]
-    assert _dag_run_states(home) == ["failed"]
-    assert _task_states(home)["watcher"] == "failed"
+    assert f"data.catalog: {tmp_path / 'missing.parquet'} does not exist" in out
+    assert not (home / "airflow").exists() and not (home / "runs").exists()

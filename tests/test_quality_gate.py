@@ -14,7 +14,7 @@ from contract_files import clean_catalog, uniform_log, write_catalog, write_even
 from unisem.cli import main
 from unisem.config import load_config
 from unisem.data.contract import CATALOG_FILE, INTERACTIONS_FILE, DataContractError
-from unisem.quality.baseline import baseline_path
+from unisem.quality.baseline import baseline_path, dataset_identity
 from unisem.quality.gate import run_gate
 
 pytestmark = pytest.mark.spark
@@ -53,7 +53,8 @@ def test_clean_data_passes_and_writes_every_output(spark, tmp_path, clean):
     assert result.data_docs_path.exists() and (tmp_path / "gate" / "data_docs" / "validations").is_dir()
     page = result.report_path.read_text()
     assert "PASS" in page and page.count("data:image/png;base64,") == 4
-    assert baseline_path(home).exists()  # an accepted run becomes the baseline
+    assert baseline_path(home, dataset_identity("", cat, inter)).exists()  # an accepted run becomes the baseline
+    assert verdict["baseline"]["compared_with"] is None and "no baseline yet" in verdict["baseline"]["note"]
 
 
 def test_duplicate_ids_fail(spark, tmp_path, clean):
@@ -67,7 +68,7 @@ def test_duplicate_ids_fail(spark, tmp_path, clean):
     assert verdict["checks"][0]["check"] == "max_duplicate_item_id_share"  # failing checks first
     gx = {s["suite"]: s for s in verdict["great_expectations"]}
     assert not gx["catalog_text_quality"]["success"] and gx["gate_checks"]["failed_critical"] >= 1
-    assert not baseline_path(tmp_path / "home").exists()  # a failed run never becomes the baseline
+    assert not (tmp_path / "home" / "quality").exists()  # a failed run never becomes the baseline
 
 
 def test_empty_titles_fail(spark, tmp_path, clean):
@@ -105,15 +106,17 @@ def test_collapsed_distribution_fails(spark, tmp_path, clean):
 def test_sudden_drift_against_the_baseline_fails_and_keeps_the_baseline(spark, tmp_path, clean):
     ids, _, _, cat, inter = clean
     home = tmp_path / "home"
-    assert run_gate(load_config(), cat, inter, tmp_path / "night1", home=home).verdict == "pass"
-    before = baseline_path(home).read_text()
+    cfg = load_config(None, ["data.name=shop"])  # the same dataset under another file name tonight
+    assert run_gate(cfg, cat, inter, tmp_path / "night1", home=home).verdict == "pass"
+    before = baseline_path(home, "shop").read_text()
     # Night 2: the same catalog but a thin log (2-3 events per item instead of ~12): the popularity shape moves.
     thin = write_events(tmp_path / "thin.parquet", uniform_log(ids, 90, 3, seed=2))
-    result = run_gate(load_config(), cat, thin, tmp_path / "night2", home=home)
+    result = run_gate(cfg, cat, thin, tmp_path / "night2", home=home)
     assert result.verdict == "fail"
     assert "max_popularity_kl" in crossed(result)
     assert result.measures["popularity_kl"] > 0.5
-    assert baseline_path(home).read_text() == before
+    assert result.baseline["compared_with"] == str(tmp_path / "night1")
+    assert baseline_path(home, "shop").read_text() == before
 
 
 def test_cli_exit_codes_and_unreadable_input(spark, tmp_path, clean, capsys):

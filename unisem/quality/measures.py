@@ -14,8 +14,11 @@ from unisem.text.template import check_template
 
 HTML_PATTERN = r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});|</?[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?>"
 CONTROL_PATTERN = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
-# UTF-8 read as Latin-1/CP1252: "Ã©" for "é", "Â " for a no-break space, "â€™" for "’", and U+FFFD.
-MOJIBAKE_PATTERN = r"Ã[\x{80}-\x{BF}]|Â[\x{80}-\x{BF}]|â€|\x{FFFD}"
+# UTF-8 read as Latin-1/CP1252: "Ã©" for "é", "Â " for a no-break space, "â€™" for "’", and U+FFFD. The
+# second byte of a two-byte sequence reads as U+0080-U+00BF in Latin-1, or as one of CP1252's letters and
+# punctuation for 0x80-0x9F ("Ã˜" for "Ø": 0x98 is "˜" in CP1252).
+_CP1252_HIGH = r"\x{152}\x{153}\x{160}\x{161}\x{178}\x{17D}\x{17E}\x{192}\x{2C6}\x{2DC}\x{2013}\x{2014}\x{2018}-\x{201E}\x{2020}-\x{2022}\x{2026}\x{2030}\x{2039}\x{203A}\x{20AC}\x{2122}"
+MOJIBAKE_PATTERN = rf"[ÃÂ][\x{{80}}-\x{{BF}}{_CP1252_HIGH}]|â€|\x{{FFFD}}"
 TITLE_LENGTH_CAP = 400  # longer titles share the last histogram bin
 
 
