@@ -156,6 +156,11 @@ def test_gate_reasons_from_a_verdict_file():
         "warn: brand_share = 0.4, below the minimum 0.5 (min_brand_share)",
     ]
     assert stages.gate_reasons({"verdict": "pass", "checks": []}) == []
+    failed = {"suite": "catalog_text_quality", "expectation": "expect_column_value_lengths_to_be_between(title)",
+              "severity": "warning", "unexpected_count": 1}
+    assert stages.gate_reasons({"verdict": "warn", "checks": [], "expectations_failed": [failed]}) == [
+        "warn: expectation catalog_text_quality/expect_column_value_lengths_to_be_between(title) failed on 1 rows"
+    ]
 
 
 def test_resolve_inputs_wants_both_paths_and_existing_files(tmp_path):

@@ -87,6 +87,11 @@ def gate_reasons(verdict: Mapping[str, Any]) -> list[str]:
         shown = f"{observed:.4g}" if isinstance(observed, (int, float)) else str(observed)
         out.append((0 if severity == "fail" else 1,
                     f"{severity}: {check.get('measure', name)} = {shown}, {side} {threshold} ({name})"))
+    for failure in verdict.get("expectations_failed") or ():  # failed Great Expectations count by severity
+        if isinstance(failure, Mapping):
+            severity = "fail" if failure.get("severity") == "critical" else "warn"
+            out.append((0 if severity == "fail" else 1, f"{severity}: expectation {failure.get('suite')}/"
+                        f"{failure.get('expectation')} failed on {failure.get('unexpected_count')} rows"))
     return [text for _, text in sorted(out, key=lambda x: x[0])]
 
 
