@@ -171,7 +171,8 @@ def canonical_ids(column: pa.ChunkedArray, source: str, name: str, place: Place)
         if not pc.all(pc.or_kleene(finite, pc.is_null(col))).as_py():
             row = int(pc.index(pc.invert(finite), True).as_py())
             raise DataContractError(f"{source}: {place(row)}: field {name}: {col[row].as_py()!r} is not an id")
-        whole = pc.equal(pc.floor(col), col)
+        # Whole and exactly representable (|x| < 2**53): beyond that a float is no longer one integer.
+        whole = pc.and_(pc.equal(pc.floor(col), col), pc.less(pc.abs(col), 2.0 ** 53))
         as_int = pc.if_else(whole, col, pa.scalar(0.0, t)).cast(pa.int64()).cast(pa.string())
         return pa.chunked_array([pc.if_else(whole, as_int, col.cast(pa.string()))])
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
