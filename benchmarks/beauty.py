@@ -30,15 +30,22 @@ sys.path.insert(0, str(HERE))
 
 RESULTS = HERE / "results" / "beauty.json"
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
-KEY = ("variant", "distance", "loss", "seed", "protocol", "device", "overrides")
-ROW_DEFAULTS = {"device": "cpu", "overrides": ""}  # rows written before these fields existed
+KEY = ("variant", "distance", "loss", "seed", "protocol", "device", "overrides", "cold_item_share", "slice")
+# Rows written before these fields existed: on the CPU, the paper configuration, no cold holdout, all users.
+ROW_DEFAULTS = {"device": "cpu", "overrides": "", "cold_item_share": 0.0, "slice": "all"}
+MODELS = ("unified", "id-only", "semantic-only")
+# Untrained reference scorers (unisem.evaluate.baselines): no epochs, no codebooks.
+BASELINES = ("text-knn", "popularity")
+# The text-kNN window is chosen on the validation split among these (the test split never chooses).
+KNN_WINDOWS = (1, 2, 3, 5)
+SLICE_ORDER = {"all": 0, "warm": 1, "cold": 2}
 # Where the product's defaults differ from the paper (Lin et al. 2025): 8-d ID embeddings.
 PAPER = ("model.id_dim=8",)
 
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variant", choices=("unified", "id-only", "semantic-only"), required=True)
+    p.add_argument("--variant", choices=(*MODELS, *BASELINES), required=True)
     p.add_argument("--distance", choices=("hybrid", "cosine", "euclidean"), default="hybrid")
     p.add_argument("--loss", choices=("bce", "ce"), default="ce")
     p.add_argument("--seed", type=int, default=42)
@@ -51,6 +58,9 @@ def parse(argv=None) -> argparse.Namespace:
                    help="config override on top of the paper configuration, e.g. model.id_dim=32 (repeatable)")
     p.add_argument("--time-budget", type=float, default=0.0,
                    help="seconds of training after which the run stops at the end of the epoch (0: none)")
+    p.add_argument("--cold-share", type=float, default=0.0,
+                   help="share of items held out of training entirely (data.cold_item_share; rows then give "
+                        "all / warm / cold target slices)")
     p.add_argument("--results", type=Path, default=RESULTS, help="rows file (the table is written beside it)")
     p.add_argument("--speed-only", action="store_true", help="time one epoch; write no rows")
     p.add_argument("--work", type=Path, default=None, help="training folder (default: UNISEM_HOME/bench/...)")
@@ -90,18 +100,20 @@ class TimingRuntime:
             raise TimeBudgetExceeded
 
 
-ORDER = {"unified": 0, "id-only": 1, "semantic-only": 2}
+ORDER = {v: i for i, v in enumerate((*MODELS, *BASELINES))}
 
 
 def config_of(r: dict) -> tuple:
     """What a row measures apart from its seed: rows with equal config_of are seeds of one configuration."""
-    return (r["protocol"], ORDER[r["variant"]], r["variant"], r["distance"], r["loss"], r["device"], r["overrides"])
+    return (r["protocol"], ORDER[r["variant"]], r["variant"], r["distance"], r["loss"], r["device"], r["overrides"],
+            r["cold_item_share"], SLICE_ORDER[r["slice"]], r["slice"])
 
 
 def render_table(rows: list[dict]) -> str:
     head = "| variant | distance | loss | overrides | device | protocol | seed | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | epochs (best/ran/max) | s/epoch train | s/valid | s to best | collisions | emb. params |\n"
     head += "|" + "---|" * 19 + "\n"
-    for r in sorted(rows, key=lambda r: (config_of(r), r["seed"])):
+    rows = complete(rows)
+    for r in sorted((r for r in rows if not r["cold_item_share"]), key=lambda r: (config_of(r), r["seed"])):
         m = r["metrics"]
         coll = "-" if r["collision_rate"] is None else f"{r['collision_rate']:.3f}"
         head += (
@@ -118,8 +130,9 @@ def render_summary(rows: list[dict]) -> str:
     import statistics
 
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(config_of(r), []).append(r)
+    for r in complete(rows):
+        if not r["cold_item_share"]:
+            groups.setdefault(config_of(r), []).append(r)
     out = "| variant | distance | loss | overrides | device | protocol | seeds | HR@10 mean ± sd | NDCG@10 mean ± sd | MRR mean ± sd |\n"
     out += "|" + "---|" * 10 + "\n"
     for key in sorted(groups):
@@ -129,9 +142,38 @@ def render_summary(rows: list[dict]) -> str:
             values = [g["metrics"][k] for g in group]
             sd = statistics.stdev(values) if len(values) > 1 else float("nan")
             cells.append(f"{statistics.mean(values):.4f} ± {sd:.4f}" if len(values) > 1 else f"{values[0]:.4f}")
-        protocol, _, variant, distance, loss, device, overrides = key
+        protocol, _, variant, distance, loss, device, overrides = key[:7]
         seeds = ",".join(str(s) for s in sorted(g["seed"] for g in group))
         out += f"| {variant} | {distance} | {loss} | {overrides or '-'} | {device} | {protocol} | {seeds} | " + " | ".join(cells) + " |\n"
+    return out
+
+
+def render_cold(rows: list[dict]) -> str:
+    """The cold-start question: per configuration and protocol, all / warm / cold target slices (mean ± sd
+    over seeds) with the number of users in each slice."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in complete(rows):
+        if r["cold_item_share"]:
+            groups.setdefault(config_of(r), []).append(r)
+    if not groups:
+        return "No cold-start rows yet (`--cold-share 0.1`).\n"
+    out = ("| cold share | variant | loss | overrides | device | protocol | slice | users | seeds "
+           "| HR@10 | NDCG@10 | MRR |\n" + "|" + "---|" * 12 + "\n")
+    for key in sorted(groups, key=lambda k: (k[7], k[0], k[1:])):
+        group = groups[key]
+        protocol, _, variant, _, loss, device, overrides, share, _, slice_name = key
+        cells = []
+        for k in ("HR@10", "NDCG@10", "MRR"):
+            values = [g["metrics"][k] for g in group]
+            cells.append(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1
+                         else f"{values[0]:.4f}")
+        seeds = ",".join(str(s) for s in sorted(g["seed"] for g in group))
+        users = group[0].get("users", "-")
+        loss_cell = "-" if variant in BASELINES else loss
+        out += (f"| {share:g} | {variant} | {loss_cell} | {overrides or '-'} | {device} | {protocol} | {slice_name} "
+                f"| {users} | {seeds} | " + " | ".join(cells) + " |\n")
     return out
 
 
@@ -140,10 +182,14 @@ def overrides_key(overrides) -> str:
     return " ".join(sorted(overrides))
 
 
+def complete(rows: list[dict]) -> list[dict]:
+    """Rows completed with the fields they predate (``ROW_DEFAULTS``)."""
+    return [{**ROW_DEFAULTS, **r} for r in rows]
+
+
 def load_rows(results: Path = RESULTS) -> list[dict]:
     """The rows of a results file, older rows completed with the fields they predate."""
-    rows = json.loads(results.read_text()) if results.exists() else []
-    return [{**ROW_DEFAULTS, **r} for r in rows]
+    return complete(json.loads(results.read_text()) if results.exists() else [])
 
 
 def cpu_duration_estimate(rows: list[dict]) -> str:
@@ -151,10 +197,11 @@ def cpu_duration_estimate(rows: list[dict]) -> str:
     epoch of the CPU row of the same variant, loss and overrides, else of that variant's paper configuration,
     else of the unified model's (an upper bound: the other variants drop a part of it)."""
     cost = {}
+    rows = complete(rows)
     for r in rows:
-        if r["device"] == "cpu" and r["protocol"] == "full" and r.get("cpu_seconds_per_epoch"):
+        if r["device"] == "cpu" and r["protocol"] == "full" and r["slice"] == "all" and r.get("cpu_seconds_per_epoch"):
             cost.setdefault((r["variant"], r["loss"], r["overrides"]), r["cpu_seconds_per_epoch"])
-    runs = [r for r in rows if r["device"] != "cpu" and r["protocol"] == "full"]
+    runs = [r for r in rows if r["device"] != "cpu" and r["protocol"] == "full" and r["slice"] == "all"]
     total, longest, approximated = 0.0, 0.0, 0
     for r in runs:
         tries = ((r["variant"], r["loss"], r["overrides"]), (r["variant"], r["loss"], ""), ("unified", r["loss"], ""))
@@ -183,7 +230,7 @@ def merge_rows(new_rows: list[dict], results: Path = RESULTS) -> list[dict]:
 
 
 def _merge_rows_locked(new_rows: list[dict], results: Path) -> list[dict]:
-    rows = load_rows(results)
+    rows, new_rows = load_rows(results), complete(new_rows)
     keys = {tuple(r[k] for k in KEY) for r in new_rows}
     rows = [r for r in rows if tuple(r[k] for k in KEY) not in keys] + new_rows
     from unisem.atomic import write_text_atomic
@@ -195,7 +242,8 @@ def _merge_rows_locked(new_rows: list[dict], results: Path) -> list[dict]:
     write_text_atomic(
         table,
         "# Amazon Beauty benchmark (generated tables; notes below)\n\n## Mean over seeds\n\n" + render_summary(rows)
-        + "\n## Every run\n\n" + render_table(rows) + "\nExpected CPU duration of the GPU grid: "
+        + "\n## Cold start (items held out of training; test targets by slice)\n\n" + render_cold(rows)
+        + "\n## Every run (no cold holdout)\n\n" + render_table(rows) + "\nExpected CPU duration of the GPU grid: "
         + cpu_duration_estimate(rows) + "\n\n<!-- rows -->" + notes,
     )
     return rows
@@ -226,6 +274,28 @@ def runtime_device(args) -> str:
     return args.device.split(":")[0]
 
 
+def slice_users(report, name: str) -> int:
+    return int(report.users if name == "all" else report.slices[name]["users"])
+
+
+def slice_metrics(report, protocol: str, name: str) -> dict:
+    m = report.protocols[protocol] if name == "all" else report.slices[name][protocol]
+    return {k: (None if m[k] is None or m[k] != m[k] else float(m[k])) for k in METRICS}
+
+
+def baseline_scorer(args, data, text, cfg):
+    """The untrained scorer of ``args.variant``; text-kNN picks its window on the validation split."""
+    from unisem.evaluate.baselines import popularity_scorer, text_knn_scorer
+    from unisem.evaluate.protocols import evaluate
+
+    if args.variant == "popularity":
+        return popularity_scorer(data), {}
+    valid = {w: evaluate(text_knn_scorer(text, w), data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len,
+                         protocols=("full",), slices=False).metric("full/NDCG@10") for w in KNN_WINDOWS}
+    window = max(valid, key=lambda w: (valid[w], -w))
+    return text_knn_scorer(text, window), {"knn_window": window, "valid_ndcg10_by_window": valid}
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -244,82 +314,106 @@ def main(argv=None) -> int:
     from unisem.model import load_model
     from unisem.train import fit
 
-    data = load_beauty()
-    text = beauty_embeddings(data.item_texts)
+    baseline = args.variant in BASELINES
     # The paper's configuration is the base whatever the product defaults say; --set changes it.
     base = load_config(overrides=[*PAPER, *args.overrides])
     cfg = replace_in(
         base,
-        model={"variant": args.variant},
+        model={} if baseline else {"variant": args.variant},
         quantizer={"distance": args.distance},
+        data={"cold_item_share": args.cold_share},
         training={"loss": args.loss, "seed": args.seed, "max_epochs": 1 if args.speed_only else args.max_epochs,
                   "patience": args.patience, "show_progress": False, "item_table": args.item_table},
         evaluation={"ks": [1, 5, 10, 20]},
     )
+    data = load_beauty(cold_share=cfg.data.cold_item_share, cold_seed=cfg.data.seed)
+    text = beauty_embeddings(data.item_texts)
     overrides = overrides_key(args.overrides)
     device = runtime_device(args)
     name = f"{args.variant}-{args.distance}-{args.loss}-s{args.seed}" + "".join(f"-{o}" for o in sorted(args.overrides))
+    name += f"-cold{args.cold_share:g}" if args.cold_share else ""
     work = args.work or unisem_home() / "bench" / "beauty" / name
-    cut = bool(args.evaluate_only)
-    if not args.evaluate_only:
-        runtime = TimingRuntime(args.device, args.time_budget)
-        try:
-            result = fit(cfg, data, text, work, runtime)
-        except TimeBudgetExceeded:
-            cut = True
-    if cut:
-        # A run stopped by a time budget: its checkpoint holds the history, model/ the best epoch.
-        result = result_from_checkpoint(work)
-    wall = float(sum(h["train_seconds"] + h["valid_seconds"] for h in result.history))
-    hist = result.history
-    train_s = float(np.mean([h["train_seconds"] for h in hist]))
-    valid_s = float(np.mean([h["valid_seconds"] for h in hist]))
-    cpu_s = float(np.mean([h["cpu_seconds"] for h in hist]))
-    print(json.dumps({"run": name, "train_seconds_per_epoch": train_s, "valid_seconds": valid_s, "cpu_seconds_per_epoch": cpu_s,
-                      "threads": torch.get_num_threads()}), flush=True)
-    if args.speed_only:
-        return 0
-    model = load_model(result.model_dir)
-    report = evaluate(model.score, data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len,
-                      protocols=("full", "sampled-99"), slices=False)
-    codes = None if model.semantic_ids is None else item_codes(np.asarray(model.semantic_ids))
-    best = result.best_epoch
-    wall_to_best = float(sum(h["train_seconds"] + h["valid_seconds"] for h in hist[:best]))
+    extra: dict = {}
+    if baseline:
+        if args.speed_only or args.evaluate_only:
+            raise SystemExit(f"--variant {args.variant} trains nothing: --speed-only/--evaluate-only do not apply")
+        t0, c0 = time.perf_counter(), time.process_time()
+        score, extra = baseline_scorer(args, data, text, cfg)
+        hist, best, cut, wall_to_best = [], 0, False, 0.0
+        train_s = valid_s = 0.0
+        cpu_s = time.process_time() - c0
+        wall = time.perf_counter() - t0
+        embedding_params, codes = 0, None
+    else:
+        cut = bool(args.evaluate_only)
+        if not args.evaluate_only:
+            runtime = TimingRuntime(args.device, args.time_budget)
+            try:
+                result = fit(cfg, data, text, work, runtime)
+            except TimeBudgetExceeded:
+                cut = True
+        if cut:
+            # A run stopped by a time budget: its checkpoint holds the history, model/ the best epoch.
+            result = result_from_checkpoint(work)
+        wall = float(sum(h["train_seconds"] + h["valid_seconds"] for h in result.history))
+        hist = result.history
+        train_s = float(np.mean([h["train_seconds"] for h in hist]))
+        valid_s = float(np.mean([h["valid_seconds"] for h in hist]))
+        cpu_s = float(np.mean([h["cpu_seconds"] for h in hist]))
+        print(json.dumps({"run": name, "train_seconds_per_epoch": train_s, "valid_seconds": valid_s,
+                          "cpu_seconds_per_epoch": cpu_s, "threads": torch.get_num_threads()}), flush=True)
+        if args.speed_only:
+            return 0
+        model = load_model(result.model_dir)
+        score = model.score
+        codes = None if model.semantic_ids is None else item_codes(np.asarray(model.semantic_ids))
+        embedding_params = int(embedding_params_for(cfg, data.num_items).params)
+        best = result.best_epoch
+        wall_to_best = float(sum(h["train_seconds"] + h["valid_seconds"] for h in hist[:best]))
+        extra = {"valid_best": result.best_metrics}
+    cold = bool(args.cold_share)
+    report = evaluate(score, data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len,
+                      protocols=("full", "sampled-99"), slices=cold)
     rows = []
     for protocol in ("full", "sampled-99"):
-        m = report.protocols[protocol]
-        rows.append({
-            "variant": args.variant,
-            "distance": args.distance if args.variant != "id-only" else "none",
-            "loss": args.loss,
-            "protocol": protocol,
-            "metrics": {k: float(m[k]) for k in METRICS},
-            "epochs": len(hist),
-            "seconds_per_epoch": train_s,
-            "embedding_params": int(embedding_params_for(cfg, data.num_items).params),
-            "collision_rate": None if codes is None else float(collision_rate(codes)),
-            "codebook_usage": [] if codes is None else [float(u) for u in codebook_usage(codes, cfg.quantizer.codebook_size)],
-            "seed": args.seed,
-            "command": rerun_command(argv if argv is not None else sys.argv[1:]),
-            "best_epoch": best,
-            "max_epochs": args.max_epochs,
-            "patience": args.patience,
-            "stopped_early": len(hist) < args.max_epochs and not cut,
-            "cut_by_time_budget": cut,
-            "device": device,
-            "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-            "overrides": overrides,
-            "time_budget": args.time_budget,
-            "valid_seconds": valid_s,
-            "cpu_seconds_per_epoch": cpu_s,
-            "wall_seconds_to_best": wall_to_best,
-            "wall_seconds": wall,
-            "threads": torch.get_num_threads(),
-            "item_table": args.item_table,
-            "valid_best": result.best_metrics,
-        })
+        for slice_name in (("all", "warm", "cold") if cold else ("all",)):
+            rows.append({
+                "variant": args.variant,
+                "distance": args.distance if args.variant in ("unified", "semantic-only") else "none",
+                "loss": "none" if baseline else args.loss,
+                "protocol": protocol,
+                "slice": slice_name,
+                "users": slice_users(report, slice_name),
+                "cold_item_share": float(args.cold_share),
+                "metrics": slice_metrics(report, protocol, slice_name),
+                "epochs": len(hist),
+                "seconds_per_epoch": train_s,
+                "embedding_params": embedding_params,
+                "collision_rate": None if codes is None else float(collision_rate(codes)),
+                "codebook_usage": [] if codes is None else [float(u) for u in codebook_usage(codes, cfg.quantizer.codebook_size)],
+                "seed": args.seed,
+                "command": rerun_command(argv if argv is not None else sys.argv[1:]),
+                "best_epoch": best,
+                "max_epochs": 0 if baseline else args.max_epochs,
+                "patience": args.patience,
+                "stopped_early": baseline or (len(hist) < args.max_epochs and not cut),
+                "cut_by_time_budget": cut,
+                "device": device,
+                "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                "overrides": overrides,
+                "time_budget": args.time_budget,
+                "valid_seconds": valid_s,
+                "cpu_seconds_per_epoch": cpu_s,
+                "wall_seconds_to_best": wall_to_best,
+                "wall_seconds": wall,
+                "threads": torch.get_num_threads(),
+                "item_table": args.item_table,
+                "load_average": list(os.getloadavg()),
+                **extra,
+            })
     merge_rows(rows, args.results)
-    print(json.dumps({"run": name, "test": {p: report.protocols[p] for p in report.protocols}}), flush=True)
+    print(json.dumps({"run": name, "test": {p: report.protocols[p] for p in report.protocols},
+                      "slices": {k: v for k, v in report.slices.items() if k in ("warm", "cold")}}), flush=True)
     return 0
 
 

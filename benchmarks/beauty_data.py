@@ -22,9 +22,13 @@ BEAUTY_DIR = Path(os.environ.get("UNISEM_BEAUTY_DIR") or REPO_ROOT.parent / "sha
 ENCODER = "all-MiniLM-L6-v2"
 
 
-def load_beauty(beauty_dir: Path = BEAUTY_DIR, max_seq_len: int = 50):
-    """Beauty's sequences.txt + items.jsonl (``text`` as the item text) as a leave-one-out SequenceDataset."""
-    from unisem.data.dataset import sequences_from_lists
+def load_beauty(beauty_dir: Path = BEAUTY_DIR, max_seq_len: int = 50, cold_share: float = 0.0, cold_seed: int = 13):
+    """Beauty's sequences.txt + items.jsonl (``text`` as the item text) as a leave-one-out SequenceDataset.
+
+    ``cold_share`` of the items (``choose_cold_items``: the feature job's seeded-hash rule) are held out of
+    training entirely, as ``data.cold_item_share`` does in the pipeline.
+    """
+    from unisem.data.dataset import choose_cold_items, sequences_from_lists
 
     seq_path, items_path = beauty_dir / "sequences.txt", beauty_dir / "items.jsonl"
     for p in (seq_path, items_path):
@@ -39,7 +43,8 @@ def load_beauty(beauty_dir: Path = BEAUTY_DIR, max_seq_len: int = 50):
         parts = line.split()
         if parts:
             sequences[parts[0]] = parts[1:]
-    data = sequences_from_lists(sequences, item_ids, texts, max_seq_len=max_seq_len)
+    cold = choose_cold_items(item_ids, cold_share, cold_seed)
+    data = sequences_from_lists(sequences, item_ids, texts, max_seq_len=max_seq_len, cold_items=cold)
     titles = tuple((r.get("title") or r["text"] or "") for r in items)
     return data.__class__(**{**data.__dict__, "item_titles": titles})
 

@@ -1,6 +1,7 @@
 """Many Beauty runs side by side on one machine (a GPU machine with many cores), in two timed phases.
 
     python benchmarks/beauty_grid.py --device cuda --phase1-budget 300 --phase2-budget 180 --results out.json
+    python benchmarks/beauty_grid.py --device cuda --grid cold     # the cold-start grid (COLD_GRID), one phase
 
 Phase 1 starts every run of ``PHASE1`` at once: the seeds and ablations of the issue's grid, and a sweep of
 the unified CE model's own knobs (``SWEEP``, seed 42). Phase 2 then trains seeds 7 and 13 of the sweep
@@ -48,10 +49,26 @@ PHASE1: tuple[tuple[str, ...], ...] = (
     *(("--variant", variant, "--loss", "bce", "--seed", str(seed)) for variant in ("unified", "id-only") for seed in SEEDS),
 )
 
+# The cold-start question (``--grid cold``): 10% of the items held out of training, the product's 64-d IDs,
+# ID dropout 0 and two other values (does training without IDs help new items?), the other variants and the
+# untrained baselines. One phase: no configuration is chosen from these rows.
+COLD_SHARE = "0.1"
+COLD_GRID: tuple[tuple[str, ...], ...] = (
+    *(("--variant", "unified", "--loss", "ce", "--seed", str(seed), "--set=model.id_dim=64",
+       f"--set=model.id_dropout={p}") for p in ("0.0", "0.1", "0.3") for seed in SEEDS),
+    *(("--variant", "id-only", "--loss", "ce", "--seed", str(seed)) for seed in SEEDS),
+    ("--variant", "semantic-only", "--loss", "ce"),
+    ("--variant", "text-knn"),
+    ("--variant", "popularity"),
+)
+COLD_GRID = tuple((*run, "--cold-share", COLD_SHARE) for run in COLD_GRID)
+
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
+    p.add_argument("--grid", choices=("main", "cold"), default="main",
+                   help="main: the seeds, ablations and sweep (two phases); cold: the cold-start grid (one phase)")
     p.add_argument("--phase1-budget", type=float, default=300.0, help="training seconds of each phase-1 run")
     p.add_argument("--phase2-budget", type=float, default=180.0, help="training seconds of each phase-2 run")
     p.add_argument("--patience", type=int, default=10)
@@ -104,16 +121,18 @@ def best_sweep(results: Path, device: str) -> tuple[str, ...]:
 def main(argv=None) -> int:
     args = parse(argv)
     start = time.perf_counter()
-    phase1 = list(PHASE1[: args.only] if args.only else PHASE1)
+    grid = COLD_GRID if args.grid == "cold" else PHASE1
+    phase1 = list(grid[: args.only] if args.only else grid)
     done = run_all(phase1, args, args.phase1_budget, "phase1")
-    if not args.only:
+    if not args.only and args.grid == "main":
         best = best_sweep(args.results, args.device)
         if best:  # the paper configuration's seeds 7 and 13 are already in phase 1
             seeds = [("--variant", "unified", "--loss", "ce", "--seed", str(s), *[f"--set={o}" for o in best]) for s in SEEDS[1:]]
             done += run_all(seeds, args, args.phase2_budget, "phase2")
     timing = {"command": "python benchmarks/beauty_grid.py " + " ".join(sys.argv[1:]),
               "wall_seconds": round(time.perf_counter() - start, 1), "runs": done}
-    args.results.with_name(args.results.stem + "_grid.json").write_text(json.dumps(timing, indent=1) + "\n")
+    suffix = "_grid.json" if args.grid == "main" else "_cold_grid.json"
+    args.results.with_name(args.results.stem + suffix).write_text(json.dumps(timing, indent=1) + "\n")
     return 0
 
 

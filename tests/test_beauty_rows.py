@@ -69,3 +69,14 @@ def test_cpu_duration_prices_each_gpu_run_by_the_nearest_cpu_row():
     text = beauty.cpu_duration_estimate(rows)
     assert text.startswith("4 GPU runs would take about 2.2 CPU-hours")  # 7920 s
     assert "the longest 60 CPU-minutes" in text and "2 of them priced at a related" in text
+
+
+def test_cold_rows_get_their_own_table_by_slice_and_stay_out_of_the_others():
+    cold = [{**row(seed=s, ndcg=v), "cold_item_share": 0.1, "slice": sl, "users": n}
+            for s, v in ((42, 0.02), (7, 0.04)) for sl, n in (("all", 100), ("warm", 90), ("cold", 10))]
+    text = beauty.render_cold([*cold, row()])
+    lines = [l for l in text.splitlines() if l.startswith("| 0.1 |")]
+    assert [l.split("|")[7].strip() for l in lines] == ["all", "warm", "cold"]
+    assert "| 10 | 7,42 | 0.0300 ± 0.0141" in lines[2]
+    assert len([l for l in beauty.render_summary([*cold, row()]).splitlines() if l.startswith("| unified")]) == 1
+    assert len([l for l in beauty.render_table([*cold, row()]).splitlines() if l.startswith("| unified")]) == 1

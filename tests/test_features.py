@@ -12,7 +12,7 @@ import pytest
 from contract_files import write_catalog, write_events
 from unisem.config import load_config
 from unisem.data.contract import DataContractError
-from unisem.data.dataset import load_features, sequences_from_lists
+from unisem.data.dataset import choose_cold_items, load_features, sequences_from_lists
 from unisem.data.features import build_features
 
 pytestmark = pytest.mark.spark
@@ -56,6 +56,7 @@ def test_spark_build_agrees_with_sequences_from_lists(spark, tmp_path, ordered_b
     got = load_features(out)
     cold = tuple(got.item_ids[i - 1] for i in got.cold_items)
     assert len(cold) == 4  # 10% of 40
+    assert set(cold) == set(choose_cold_items(items, 0.1, seed=4)), "Spark and in-memory choose the same cold items"
     want = sequences_from_lists(seqs, items, max_seq_len=5, cold_items=cold)
 
     assert sorted(got.user_ids) == sorted(want.user_ids)

@@ -144,7 +144,7 @@ def test_report_names_and_json():
     assert not any(k.startswith("sampled/") or "/" not in k for k in flat)
     d = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # strict JSON: empty slices are null
     assert d["metrics"]["full/HR@1"] == 1.0
-    assert set(d["slices"]) == {"cold", "head", "torso", "tail"}
+    assert set(d["slices"]) == {"warm", "cold", "head", "torso", "tail"}
     assert d["slices"]["cold"]["users"] == 0 and d["slices"]["cold"]["full"]["HR@1"] is None
 
 

@@ -43,6 +43,7 @@ def test_slices_partition_users_and_cold_slice_follows_the_target():
         assert np.all(bands.sum(axis=0) == 1), "head/torso/tail partition the users"
         assert np.array_equal(masks["cold"], np.isin(targets, [7, 8]))
         assert masks["cold"].any()
+        assert np.array_equal(masks["warm"], ~masks["cold"]), "warm/cold partition the users"
 
     gen = torch.Generator().manual_seed(0)
     report = evaluate(
@@ -51,6 +52,7 @@ def test_slices_partition_users_and_cold_slice_follows_the_target():
     s = report.slices
     assert s["head"]["users"] + s["torso"]["users"] + s["tail"]["users"] == report.users == 300
     assert s["cold"]["users"] == int(np.isin(data.test_items, [7, 8]).sum())
+    assert s["warm"]["users"] + s["cold"]["users"] == report.users
     # A slice's metrics are the metrics of its users' ranks.
     mask = slice_masks(data, cfg, "test")["tail"]
     assert s["tail"]["full"]["MRR"] == pytest.approx(np.mean(1.0 / (report.ranks["full"][mask] + 1)))

@@ -14,9 +14,11 @@ scored through its semantic tokens.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -143,6 +145,19 @@ def write_features(data: SequenceDataset, folder: str | Path, manifest: dict | N
         meta = {"items": data.num_items, "users": data.num_users, **(manifest or {})}
         (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return folder
+
+
+def cold_hash(item_id: str, seed: int) -> str:
+    """The key that orders items for the cold-start holdout: a seeded hash of the id, so an item's place in
+    the order never depends on the rest of the catalog (the Spark feature job computes the same key with
+    ``sha2``)."""
+    return hashlib.sha256(f"{int(seed)}:{item_id}".encode()).hexdigest()
+
+
+def choose_cold_items(item_ids: Sequence[str], share: float, seed: int) -> tuple[str, ...]:
+    """The first ``int(share * N)`` item ids by ``(cold_hash, id)``: the cold-start holdout of a catalog."""
+    k = int(share * len(item_ids))
+    return tuple(sorted(item_ids, key=lambda i: (cold_hash(i, seed), i))[:k])
 
 
 def sequences_from_lists(

@@ -119,7 +119,8 @@ def _indexed(df, key: str, index: str, start: int = 0):
 
 
 def cold_item_ids(item_ids_df, share: float, seed: int):
-    """The ids of ``share`` of the items, chosen by a seeded hash of the id: stable while the catalog grows."""
+    """The ids of ``share`` of the items by ``unisem.data.dataset.cold_hash`` order (the same rule as the
+    in-memory ``choose_cold_items``, so benchmarks and the nightly job hold out the same items)."""
     from pyspark.sql import functions as F
 
     n = item_ids_df.count()
@@ -127,7 +128,7 @@ def cold_item_ids(item_ids_df, share: float, seed: int):
     if k == 0:
         return item_ids_df.limit(0).select("item_id")
     return (
-        item_ids_df.withColumn("_h", F.xxhash64(F.lit(int(seed)), F.col("item_id")))
+        item_ids_df.withColumn("_h", F.sha2(F.concat_ws(":", F.lit(str(int(seed))), F.col("item_id")), 256))
         .orderBy("_h", "item_id")
         .limit(k)
         .select("item_id")

@@ -3,8 +3,9 @@
 A user belongs to a slice through its target item, so a slice answers "how well do we recommend items of
 this kind". Popularity is counted in the training histories only (what the model learnt from).
 
-- **cold**: the target is one of ``data.cold_items`` (held out of training entirely). It overlaps the
-  popularity slices: a cold item has no training interactions, so it is also a tail item.
+- **warm / cold** partition all users: **cold** when the target is one of ``data.cold_items`` (held out of
+  training entirely), **warm** otherwise. They overlap the popularity slices: a cold item has no training
+  interactions, so it is also a tail item.
 - **head / torso / tail** partition all users. Items are ordered by training popularity (most popular
   first, ties by item index so the split is deterministic); **head** is the shortest prefix holding at least
   ``head_share`` of the interactions, **tail** the longest suffix holding at most ``tail_share`` of them (items
@@ -21,10 +22,10 @@ from unisem.config.schema import EvaluationConfig
 from unisem.data.dataset import SequenceDataset, split_inputs
 from unisem.evaluate.metrics import metrics_from_ranks
 
-COLD = "cold"
+WARM, COLD = "warm", "cold"
 HEAD, TORSO, TAIL = "head", "torso", "tail"
 POPULARITY_BANDS = (HEAD, TORSO, TAIL)
-SLICES = (COLD, *POPULARITY_BANDS)
+SLICES = (WARM, COLD, *POPULARITY_BANDS)
 
 
 def item_popularity(data: SequenceDataset) -> np.ndarray:
@@ -74,7 +75,8 @@ def slice_masks(data: SequenceDataset, cfg: EvaluationConfig, split: str = "vali
     targets = np.asarray(targets, dtype=np.int64)
     bands = popularity_bands(item_popularity(data), cfg.head_share, cfg.tail_share)
     target_bands = bands[targets] if len(targets) else np.zeros(0, dtype=object)
-    masks = {COLD: np.isin(targets, np.asarray(data.cold_items, dtype=np.int64))}
+    cold = np.isin(targets, np.asarray(data.cold_items, dtype=np.int64))
+    masks = {WARM: ~cold, COLD: cold}
     masks.update({b: target_bands == b for b in POPULARITY_BANDS})
     return masks
 
