@@ -19,7 +19,7 @@ from unisem.home import RunLayout
 
 # The nightly DAG's tasks, in order; the report reads the records of all but itself.
 STAGES: tuple[str, ...] = (
-    "validate", "gate", "features", "embed", "train", "evaluate", "register", "promote", "report",
+    "validate", "gate", "features", "embed", "train", "evaluate", "register", "promote", "recommend", "report",
 )
 
 T = TypeVar("T", bound=Mapping[str, Any])
