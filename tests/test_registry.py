@@ -388,3 +388,46 @@ def test_a_champion_from_an_older_catalog_is_evaluated_on_todays_items(trained):
     seeing = evaluate_serving(serving, cfg, today, today_text, "full/NDCG@10")
     assert serving.added == list(new_ids)
     assert np.isfinite(seeing) and seeing < yesterday  # near-copies of known items now compete for the top
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_recommend_stage_through_spark_submit_scores_every_user_with_the_champion(trained, store, monkeypatch):
+    """The cluster path for real: the stage spark-submits jobs/recommend.py (to a local master here), which
+    scores every user with whichever version holds champion, as the served model would answer them."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from unisem.pipeline import cluster, stages
+    from unisem.pipeline.spec import make_spec
+    from unisem.registry.promotion import promote_if_better
+    from unisem.registry.registration import log_and_register
+
+    cfg = trained["cfg"]
+    features = trained["root"] / "features"
+    layout = _layout(store, "batch-run", trained)
+    reg = log_and_register(cfg, layout, trained["good"], features_dir=features)
+    assert promote_if_better(cfg, features, layout=layout).promoted
+    spec = make_spec("batch-run", None, [*TINY, "orchestration.spark_master=local[1]", "serving.batch_k=4"], store)
+    monkeypatch.setattr(cluster, "spark_mode", lambda master: "spark-submit")
+    commands = []
+    real_run_logged = cluster.run_logged
+    monkeypatch.setattr(cluster, "run_logged", lambda cmd, *a, **kw: commands.append(list(cmd)) or real_run_logged(cmd, *a, **kw))
+    out = stages.recommend(spec, {"features_dir": str(features)}, {"promoted": True})
+    (cmd,) = commands
+    assert Path(cmd[0]).name == "spark-submit" and Path(cmd[cmd.index("--name") + 2]).name == "recommend.py"
+    assert out["model_version"] == reg.version and out["users"] == len(trained["data"].user_ids) == 300
+    table = pq.read_table(layout.recommendations).to_pandas()
+    assert len(table) == 4 * 300 and not table.duplicated(["user_id", "rank"]).any()
+    assert set(table["user_id"]) == set(trained["data"].user_ids) and set(table["rank"]) == {1, 2, 3, 4}
+    assert set(table["model_version"]) == {reg.version} and set(table["run_id"]) == {"batch-run"}
+    # the same top-4 as the served model gives these users' whole histories
+    from unisem.registry.batch import user_histories
+
+    users = user_histories(trained["data"]).iloc[:5]
+    served = mlflow.pyfunc.load_model(f"models:/unisem/{reg.version}").predict(
+        pd.DataFrame({"history": users["history"]}), params={"k": 4})
+    for user, ids in zip(users["user_id"], served["item_ids"]):
+        assert table[table.user_id == user].sort_values("rank")["item_id"].tolist() == list(ids)
+    published = pq.read_table(store / "published" / "recommendations").to_pandas()
+    assert len(published) == len(table)
