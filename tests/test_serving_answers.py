@@ -114,3 +114,35 @@ def test_batch_histories_are_the_whole_known_history():
     frame = user_histories(_data())
     assert frame["user_id"].tolist() == ["u0", "u1"]
     assert frame["history"].tolist() == [["a", "b", "b", "d"], ["b", "c", "a", "c"]]
+
+
+def test_the_model_wheel_is_reproducible_complete_and_named_by_its_code(tmp_path):
+    import base64
+    import hashlib
+    import zipfile
+
+    from unisem.registry.wheel import build_wheel
+
+    pkg = tmp_path / "pkg"
+    (pkg / "registry" / "__pycache__").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('__version__ = "0.1.0"\n')
+    (pkg / "registry" / "answers.py").write_text("X = 1\n")
+    (pkg / "registry" / "__pycache__" / "answers.cpython-311.pyc").write_bytes(b"compiled")
+    first = build_wheel(tmp_path / "a", ["torch==2.13.0", "mlflow==3.17.2"], package_dir=pkg)
+    again = build_wheel(tmp_path / "b", ["torch==2.13.0", "mlflow==3.17.2"], package_dir=pkg)
+    assert first.name == again.name and first.read_bytes() == again.read_bytes()
+    assert first.name.startswith("unisem-0.1.0+c") and first.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(first) as zf:
+        names = zf.namelist()
+        dist_info = first.name.split("-py3")[0] + ".dist-info"
+        assert "unisem/registry/answers.py" in names and not any("__pycache__" in n for n in names)
+        metadata = zf.read(f"{dist_info}/METADATA").decode()
+        assert "Requires-Dist: torch==2.13.0" in metadata and "Requires-Dist: mlflow==3.17.2" in metadata
+        for line in zf.read(f"{dist_info}/RECORD").decode().splitlines():
+            name, digest, size = line.split(",")
+            if digest:
+                data = zf.read(name)
+                assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert int(size) == len(data)
+    (pkg / "registry" / "answers.py").write_text("X = 2\n")
+    assert build_wheel(tmp_path / "c", ["torch==2.13.0"], package_dir=pkg).name != first.name
