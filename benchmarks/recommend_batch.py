@@ -4,7 +4,7 @@ through Spark (``local[*]``: mapInPandas over the registered pyfunc), written as
 Uses the champion that ``serving_rest.py`` prepared in the same ``--home`` (run that first). Writes
 benchmarks/results/recommend_batch.json. Skips (exit 0, with a message) when the Beauty data is absent.
 
-    nice -n 10 .venv/bin/python benchmarks/recommend_batch.py
+    .venv/bin/python benchmarks/recommend_batch.py
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = {
         "benchmark": "recommend_batch",
-        "command": "nice -n 10 .venv/bin/python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "command": ".venv/bin/python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
         "seconds": round(wall, 1),
         "users": manifest["users"], "rows": manifest["rows"], "k": manifest["k"],
         "fallback_users": manifest["fallback_users"], "model_version": manifest["model_version"],

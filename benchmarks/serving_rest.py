@@ -12,7 +12,7 @@
 
 Writes benchmarks/results/serving_rest.json. Skips (exit 0, with a message) when the Beauty data is absent.
 
-    nice -n 10 .venv/bin/python benchmarks/serving_rest.py --epochs 2 --loss bce [--text random]
+    .venv/bin/python benchmarks/serving_rest.py --epochs 2 --loss bce [--text random]
 """
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     single, batch = percentiles(single_lat), percentiles(batch_lat)
     out = {
         "benchmark": "serving_rest",
-        "command": "nice -n 10 .venv/bin/python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "command": ".venv/bin/python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
         "p50_ms": single["p50_ms"], "p99_ms": single["p99_ms"],
         "rps": round(len(single_lat) / single_wall, 1),
         "single": {**single, "requests": len(single_lat)},
