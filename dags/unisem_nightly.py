@@ -1,4 +1,5 @@
-"""unisem nightly: quality gate -> features -> text embeddings -> Ray Train -> evaluation -> MLflow registry.
+"""unisem nightly: quality gate -> features -> text embeddings -> Ray Train -> evaluation -> MLflow registry
+-> top-K for every user with the champion (published as the Airflow Asset ``unisem_recommendations``).
 
 Thin wiring over ``unisem.pipeline.stages``: every task rebuilds the run's spec from the DAG params and the
 logical date, calls one stage and passes on a small dict of paths. A ``fail`` verdict short-circuits the run
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import TriggerRule, dag, task
 
 from unisem.config import load_config
+from unisem.pipeline.assets import recommendations_asset
 from unisem.pipeline.params import run_params
 
 CONFIG_FILE = os.environ.get("UNISEM_CONFIG", "")
@@ -32,6 +34,7 @@ DEFAULT_ARGS = {
 }
 
 PARAMS = run_params()
+RECOMMENDATIONS = recommendations_asset()
 
 
 def _spec(context) -> dict:
@@ -101,6 +104,12 @@ def unisem_nightly():
 
         return stages.promote(_spec(context), featured, registered)
 
+    @task(outlets=[RECOMMENDATIONS])
+    def recommend(featured: dict, promoted: dict, **context) -> dict:
+        from unisem.pipeline import stages
+
+        return stages.recommend(_spec(context), featured, promoted)
+
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def report(**context) -> dict:
         from unisem.pipeline import stages
@@ -122,10 +131,11 @@ def unisem_nightly():
     evaluated = evaluate(featured, trained)
     registered = register(trained, evaluated)
     promoted = promote(featured, registered)
+    recommended = recommend(featured, promoted)
     summary = report()
-    promoted >> summary
+    recommended >> summary
     # Not the gate: a short-circuit skips its direct downstream tasks, and the watcher must stay armed.
-    [validated, featured, embedded, trained, evaluated, registered, promoted, summary] >> watcher()
+    [validated, featured, embedded, trained, evaluated, registered, promoted, recommended, summary] >> watcher()
 
 
 unisem_nightly()

@@ -28,8 +28,11 @@ for dag_id, dag in bag.dags.items():
         "params": {k: dag.params[k] for k in dag.params.keys()},
         "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "trigger_rule": str(t.trigger_rule.value),
                               "retries": t.retries, "backoff": float(t.retry_exponential_backoff or 0),
-                              "retry_delay_s": t.retry_delay.total_seconds(), "operator": type(t).__name__}
+                              "retry_delay_s": t.retry_delay.total_seconds(), "operator": type(t).__name__,
+                              "outlets": [[a.name, a.uri] for a in t.outlets]}
                   for t in dag.tasks},
+        "scheduled_on": [[a.name, a.uri] for a in getattr(dag.timetable, "asset_condition", None).objects]
+                        if getattr(dag.timetable, "asset_condition", None) is not None else [],
     }
 heavy = ("torch", "pyspark", "ray", "mlflow", "great_expectations", "sentence_transformers", "pandas")
 out["heavy_modules"] = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in heavy})
@@ -37,14 +40,15 @@ print("JSON:" + json.dumps(out))
 """
 
 
-def _load(tmp_path: Path, config: Path | None = None, extra_env: dict | None = None) -> dict:
+def _load(tmp_path: Path, config: Path | None = None, extra_env: dict | None = None,
+          dag_folder: Path = REPO / "dags") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "UNISEM_CONFIG"))}
     env.update({"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "UNISEM_HOME": str(tmp_path / "home")})
     if config is not None:
         env["UNISEM_CONFIG"] = str(config)
     env.update(extra_env or {})
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "dags")], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(dag_folder)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("JSON:"))
@@ -75,14 +79,16 @@ def test_nightly_task_graph(bag):
         "evaluate": ["features", "train"],
         "register": ["evaluate", "train"],
         "promote": ["features", "register"],
-        "report": ["promote"],
-        "watcher": ["embed", "evaluate", "features", "promote", "register", "report", "train", "validate"],
+        "recommend": ["features", "promote"],
+        "report": ["recommend"],
+        "watcher": ["embed", "evaluate", "features", "promote", "recommend", "register", "report", "train",
+                    "validate"],
     }
     tasks = dag["tasks"]
     assert tasks["gate"]["operator"] == "_ShortCircuitDecoratedOperator"
     assert tasks["report"]["trigger_rule"] == "all_done" and tasks["report"]["retries"] == 0
     assert tasks["watcher"]["trigger_rule"] == "one_failed"
-    assert all(tasks[t]["trigger_rule"] == "all_success" for t in ("features", "embed", "train", "promote"))
+    assert all(tasks[t]["trigger_rule"] == "all_success" for t in ("features", "embed", "train", "promote", "recommend"))
 
 
 def test_nightly_schedule_retries_and_params_come_from_the_config(bag, tmp_path):
@@ -121,3 +127,39 @@ def test_quality_dag_takes_a_subset_of_the_shared_run_params(bag):
     assert set(PARAM_OVERRIDES) <= set(run_params())  # every param the spec maps onto config exists
     with pytest.raises(ValueError, match="unknown DAG params \\['nope'\\]"):
         run_params("catalog", "nope")
+
+
+DOWNSTREAM = """
+from datetime import datetime, timezone
+from airflow.sdk import dag, task
+from unisem.pipeline.assets import recommendations_asset
+
+@dag(dag_id="load_recommendations", schedule=[recommendations_asset()],
+     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc), catchup=False)
+def load_recommendations():
+    @task
+    def load():
+        pass
+
+    load()
+
+load_recommendations()
+"""
+
+
+def test_recommend_publishes_an_asset_a_downstream_dag_is_scheduled_on(bag, tmp_path):
+    from unisem.home import published_recommendations_dir
+
+    nightly = bag["dags"]["unisem_nightly"]["tasks"]
+    outlets = nightly["recommend"]["outlets"]
+    assert [o[0] for o in outlets] == ["unisem_recommendations"]
+    assert outlets[0][1].startswith("file://") and outlets[0][1].endswith("/published/recommendations")
+    assert all(not t["outlets"] for name, t in nightly.items() if name != "recommend")
+    folder = tmp_path / "downstream"
+    folder.mkdir()
+    (folder / "load_recommendations.py").write_text(DOWNSTREAM)
+    env_home = tmp_path / "home"
+    down = _load(tmp_path, extra_env={"UNISEM_HOME": str(env_home)}, dag_folder=folder)
+    assert down["errors"] == {}
+    assert down["dags"]["load_recommendations"]["scheduled_on"] == [
+        ["unisem_recommendations", published_recommendations_dir(env_home).as_uri()]]

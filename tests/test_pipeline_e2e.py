@@ -145,6 +145,32 @@ def test_clean_run_trains_registers_and_promotes(runs):
     assert [(str(v.version), v.tags.get("pipeline_run_id")) for v in versions] == [("1", RUN_ID)]
 
 
+def test_clean_run_writes_top_k_for_every_user_with_the_champion(runs):
+    """The recommend stage: one row per (user, rank) for every user of the features, by champion version 1,
+    under the run folder and at the published location (the DAG's Asset)."""
+    from unisem.data.dataset import load_features
+
+    home, rc, out = runs["clean"]
+    assert rc == 0, out[-4000:]
+    run = home / "runs" / RUN_ID
+    users = set(load_features(run / "features").user_ids)
+    table = pq.read_table(run / "recommendations").to_pandas()
+    assert list(table.columns) == ["user_id", "rank", "item_id", "score", "model_version", "run_id", "source"]
+    assert set(table["user_id"]) == users
+    assert not table.duplicated(["user_id", "rank"]).any() and not table.duplicated(["user_id", "item_id"]).any()
+    assert (table.groupby("user_id")["rank"].apply(sorted).apply(list) == [list(range(1, 11))] * len(users)).all()
+    assert set(table["model_version"]) == {"1"} and set(table["run_id"]) == {RUN_ID}
+    assert set(table["source"]) == {"model"}  # every user of the features has a history the champion knows
+    ordered = table.sort_values(["user_id", "rank"])
+    assert (ordered.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+    manifest = json.loads((run / "recommendations" / "_manifest.json").read_text())
+    assert manifest["users"] == manifest["users_written"] == len(users) and manifest["rows"] == 10 * len(users)
+    published = home / "published" / "recommendations"
+    assert pq.read_table(published).num_rows == len(table)
+    assert _summary(home)["recommendations"]["published"] == str(published)
+    assert _task_states(home)["recommend"] == "success"
+
+
 def test_registering_the_same_run_again_adds_no_version(runs):
     home, _, _ = runs["clean"]
     proc = subprocess.run([*UNISEM, "stage", "register", "--run-id", RUN_ID, "--config", str(runs["config"])],
@@ -165,7 +191,7 @@ def test_dirty_data_stops_at_the_gate_and_registers_nothing(runs):
     assert summary["model"] == {} and summary["promotion"] == {}
     states = _task_states(home)
     assert states["validate"] == states["gate"] == states["report"] == "success"
-    for task in ("features", "embed", "train", "evaluate", "register", "promote"):
+    for task in ("features", "embed", "train", "evaluate", "register", "promote", "recommend"):
         assert states[task] == "skipped", (task, states)
     assert _dag_run_states(home) == ["success"]
     run = home / "runs" / RUN_ID

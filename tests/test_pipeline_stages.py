@@ -83,14 +83,19 @@ def test_summary_of_a_successful_run(tmp_path):
     _ok(layout, "register", model_name="unisem", version="3", model_uri="models:/unisem/3", mlflow_run_id="abc",
         tracking_uri="sqlite:///x", reused=False)
     _ok(layout, "promote", promoted=True, reason="0.1234 > 0.1000")
+    assert build_summary("run", read_records(layout))["status"] == INCOMPLETE  # recommend has not run yet
+    _ok(layout, "recommend", path="/r", published="/p", users=5, rows=50, fallback_users=0, model_version="3")
     summary = build_summary("run", read_records(layout))
     assert summary["status"] == SUCCEEDED and summary["failed_stage"] is None
+    assert summary["recommendations"] == {"path": "/r", "published": "/p", "users": 5, "rows": 50,
+                                          "fallback_users": 0, "model_version": "3"}
     assert summary["gate"] == {"verdict": "warn", "reasons": ["warn: min_brand_share (observed 0.4)"],
                                "report": "/q.html", "verdict_file": None}
     assert summary["model"]["version"] == "3" and summary["promotion"]["promoted"] is True
     md = render_markdown(summary)
     assert "| full/NDCG@10 | 0.1234 |" in md and "promoted to champion: 0.1234 > 0.1000" in md
     assert "unisem version 3 (models:/unisem/3)" in md
+    assert "top-K for 5 users (0 by the fallback) with champion version 3: /r" in md
 
 
 def test_summary_of_a_run_stopped_at_the_gate_says_why(tmp_path):

@@ -216,13 +216,14 @@ def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(tra
                              embeddings_dir=trained["root"] / "embeddings")
     assert again.version == "1" and len(client.search_model_versions("name='unisem'")) == 1
 
-    histories = [["i0", "i1", "i2"], ["i7"], ["i3", "i9", "i15", "i21", "i27"], []]
+    histories = [["i0", "i1", "i2"], ["i7"], ["i3", "i9", "i15", "i21", "i27"], [], ["i3", "zzz", "i9"], ["zzz"]]
     script = f"""
 import json, mlflow, pandas as pd
 mlflow.set_tracking_uri({tracking_uri(cfg)!r})
 model = mlflow.pyfunc.load_model("models:/unisem@challenger")
 out = model.predict(pd.DataFrame({{"history": {histories!r}}}), params={{"k": 7}})
-print("RESULT" + json.dumps({{"ids": [list(x) for x in out["item_ids"]], "scores": [list(map(float, x)) for x in out["scores"]]}}))
+print("RESULT" + json.dumps({{"ids": [list(x) for x in out["item_ids"]], "scores": [list(map(float, x)) for x in out["scores"]],
+                             "source": list(out["source"]), "unknown": [list(x) for x in out["unknown_ids"]]}}))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"})
@@ -230,8 +231,8 @@ print("RESULT" + json.dumps({{"ids": [list(x) for x in out["item_ids"]], "scores
     fresh = json.loads(proc.stdout.split("RESULT", 1)[1])
 
     memory = load_model(trained["good"].model_dir)
-    expect = ServingModel(memory).recommend(histories, k=7)
-    assert fresh["ids"] == expect.item_ids
+    expect = ServingModel(memory).recommend(histories[:3], k=7)
+    assert fresh["ids"][:3] == expect.item_ids
     np.testing.assert_allclose(np.array(fresh["scores"][:3]), np.array(expect.scores[:3]), rtol=1e-6)
     # ... which is what the Recommender itself returns for the same histories in index form
     import torch
@@ -241,7 +242,17 @@ print("RESULT" + json.dumps({{"ids": [list(x) for x in out["item_ids"]], "scores
     idx = [[memory.index_of(i) for i in h] for h in histories[:3]]
     items, _ = memory.recommend(torch.as_tensor(pad_left([np.array(r) for r in idx], 12)), k=7)
     assert [[memory.item_ids[i - 1] for i in row] for row in items.tolist()] == fresh["ids"][:3]
-    assert len(fresh["ids"][3]) == 7  # an empty history still gets recommendations
+    # Honest answers: unknown ids dropped and named; nothing known left -> the training data's popularity.
+    assert fresh["source"] == ["model", "model", "model", "fallback", "model", "fallback"]
+    assert fresh["unknown"] == [[], [], [], [], ["zzz"], ["zzz"]]
+    assert fresh["ids"][4] == ServingModel(memory).recommend([["i3", "i9"]], k=7).item_ids[0]
+    from collections import Counter
+
+    counts = Counter(int(i) for h in trained["data"].histories for i in h)  # training histories only
+    total = sum(counts.values())
+    popular = sorted(counts, key=lambda i: (-counts[i], i))[:7]
+    assert fresh["ids"][3] == fresh["ids"][5] == [f"i{i - 1}" for i in popular]
+    np.testing.assert_allclose(fresh["scores"][3], [counts[i] / total for i in popular])
 
 
 def test_tampered_artifact_is_rejected_naming_the_file(trained, store):
@@ -334,8 +345,21 @@ def test_cli_register_promote_and_recommend_from_the_registry(trained, store, ca
     assert main(["recommend", "--model", str(root / "good" / "model"), "--history", "i0,i6", "-k", "3"]) == 0
     local = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[1] for line in local] == [line.split("\t")[1] for line in lines]
-    assert main(["recommend", "--model", "models:/unisem@champion", "--history", "nope", *tiny]) == 1
-    assert "unknown item id 'nope'" in capsys.readouterr().err
+    # The CLI answers like the served model: unknown ids dropped and named, the fallback when nothing is known.
+    import pandas as pd
+
+    served = mlflow.pyfunc.load_model("models:/unisem@champion").predict(
+        pd.DataFrame({"history": [["i0", "nope", "i6"], ["nope"]]}), params={"k": 3})
+    assert main(["recommend", "--model", "models:/unisem@champion", "--history", "i0,nope,i6", "-k", "3", *tiny]) == 0
+    out = capsys.readouterr()
+    assert [line.split("\t")[1] for line in out.out.strip().splitlines()] == list(served["item_ids"][0])
+    assert [line.split("\t")[1] for line in out.out.strip().splitlines()] == [line.split("\t")[1] for line in lines]
+    assert "source: model; unknown item ids dropped: nope" in out.err
+    assert main(["recommend", "--model", "models:/unisem@champion", "--history", "nope", "-k", "3", *tiny]) == 0
+    out = capsys.readouterr()
+    assert served["source"][1] == "fallback"
+    assert [line.split("\t")[1] for line in out.out.strip().splitlines()] == list(served["item_ids"][1])
+    assert "source: fallback; unknown item ids dropped: nope" in out.err
 
 
 
@@ -364,3 +388,46 @@ def test_a_champion_from_an_older_catalog_is_evaluated_on_todays_items(trained):
     seeing = evaluate_serving(serving, cfg, today, today_text, "full/NDCG@10")
     assert serving.added == list(new_ids)
     assert np.isfinite(seeing) and seeing < yesterday  # near-copies of known items now compete for the top
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_recommend_stage_through_spark_submit_scores_every_user_with_the_champion(trained, store, monkeypatch):
+    """The cluster path for real: the stage spark-submits jobs/recommend.py (to a local master here), which
+    scores every user with whichever version holds champion, as the served model would answer them."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from unisem.pipeline import cluster, stages
+    from unisem.pipeline.spec import make_spec
+    from unisem.registry.promotion import promote_if_better
+    from unisem.registry.registration import log_and_register
+
+    cfg = trained["cfg"]
+    features = trained["root"] / "features"
+    layout = _layout(store, "batch-run", trained)
+    reg = log_and_register(cfg, layout, trained["good"], features_dir=features)
+    assert promote_if_better(cfg, features, layout=layout).promoted
+    spec = make_spec("batch-run", None, [*TINY, "orchestration.spark_master=local[1]", "serving.batch_k=4"], store)
+    monkeypatch.setattr(cluster, "spark_mode", lambda master: "spark-submit")
+    commands = []
+    real_run_logged = cluster.run_logged
+    monkeypatch.setattr(cluster, "run_logged", lambda cmd, *a, **kw: commands.append(list(cmd)) or real_run_logged(cmd, *a, **kw))
+    out = stages.recommend(spec, {"features_dir": str(features)}, {"promoted": True})
+    (cmd,) = commands
+    assert Path(cmd[0]).name == "spark-submit" and Path(cmd[cmd.index("--name") + 2]).name == "recommend.py"
+    assert out["model_version"] == reg.version and out["users"] == len(trained["data"].user_ids) == 300
+    table = pq.read_table(layout.recommendations).to_pandas()
+    assert len(table) == 4 * 300 and not table.duplicated(["user_id", "rank"]).any()
+    assert set(table["user_id"]) == set(trained["data"].user_ids) and set(table["rank"]) == {1, 2, 3, 4}
+    assert set(table["model_version"]) == {reg.version} and set(table["run_id"]) == {"batch-run"}
+    # the same top-4 as the served model gives these users' whole histories
+    from unisem.registry.batch import user_histories
+
+    users = user_histories(trained["data"]).iloc[:5]
+    served = mlflow.pyfunc.load_model(f"models:/unisem/{reg.version}").predict(
+        pd.DataFrame({"history": users["history"]}), params={"k": 4})
+    for user, ids in zip(users["user_id"], served["item_ids"]):
+        assert table[table.user_id == user].sort_values("rank")["item_id"].tolist() == list(ids)
+    published = pq.read_table(store / "published" / "recommendations").to_pandas()
+    assert len(published) == len(table)

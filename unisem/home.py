@@ -24,6 +24,11 @@ def embedding_cache_dir(home: Path | None = None) -> Path:
     return (home or unisem_home()) / "cache" / "embeddings"
 
 
+def published_recommendations_dir(home: Path | None = None) -> Path:
+    """The stable place the latest nightly recommendations are published to (what a website reads)."""
+    return (home or unisem_home()) / "published" / "recommendations"
+
+
 def default_tracking_uri(home: Path | None = None) -> str:
     return "sqlite:///" + str((home or unisem_home()) / "mlflow.db")
 
@@ -67,6 +72,11 @@ class RunLayout:
     def registry(self) -> Path:
         """registration.json and promotion.json (unisem.registry)."""
         return self.root / "registry"
+
+    @property
+    def recommendations(self) -> Path:
+        """Top-K per user by the champion, Parquet (unisem.registry.batch)."""
+        return self.root / "recommendations"
 
     @property
     def pipeline(self) -> Path:

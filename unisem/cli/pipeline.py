@@ -139,6 +139,10 @@ def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path)
     champion = _champion(cfg)
     _say(f"  champion alias: {cfg.registry.model_name}@champion -> "
          + (f"version {champion}" if champion else "none yet"))
+    recs = summary.get("recommendations") or {}
+    if recs:
+        _say(f"  recommendations: top-K for {recs.get('users')} users by version {recs.get('model_version')}"
+             f" -> {recs.get('published')}")
     _say(f"  run folder: {layout.root}  (summary: {layout.report / 'summary.md'})")
     _say()
     _say("Look at it:")

@@ -33,6 +33,16 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     q.add_argument("--version", help="challenger version (default: the version with alias challenger)")
     q.set_defaults(handler=run_promote)
 
+    b = subparsers.add_parser(
+        "recommend-all", parents=[common],
+        help="top-K for every user of a features folder with the champion, through Spark -> Parquet",
+    )
+    b.add_argument("--features", required=True, type=Path, help="features folder: whose users, with what history")
+    b.add_argument("--out", required=True, type=Path, help="output folder (Parquet, replaced atomically)")
+    b.add_argument("--run-id", required=True, help="pipeline run id written into every row")
+    b.add_argument("--published", type=Path, help="also copy the output here (the stable location readers use)")
+    b.set_defaults(handler=run_recommend_all)
+
     _extend_train(subparsers)
 
 
@@ -107,16 +117,27 @@ def run_train_ray(args: argparse.Namespace) -> int:
 
 
 def run_recommend_registered(args: argparse.Namespace) -> int:
-    """``unisem recommend --model models:/unisem@champion (--history a,b,c | --user U --features F)``."""
+    """``unisem recommend --model models:/unisem@champion (--history a,b,c | --user U --features F)``.
+
+    Goes through the pyfunc's ``predict``, the very code ``mlflow models serve`` runs, so the CLI and the
+    REST endpoint give the same answer: unknown ids dropped and named, the fallback for a history with
+    nothing known left (``unisem.registry.answers``). Ranked items go to stdout, ``source`` and the dropped
+    ids to stderr.
+    """
+    import sys
+
+    import mlflow
+    import pandas as pd
+
     from unisem.cli import config_from_args
-    from unisem.registry.pyfunc_model import load_serving
     from unisem.registry.tracking import configure
 
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
     configure(config_from_args(args))
     uri = str(args.model)
-    serving = load_serving(uri).serving
+    loaded = mlflow.pyfunc.load_model(uri)
+    serving = loaded.unwrap_python_model().serving
     if args.user is not None:
         if args.features is None:
             raise ValueError("--user needs --features (the folder holding the user's history)")
@@ -131,13 +152,25 @@ def run_recommend_registered(args: argparse.Namespace) -> int:
         history = [data.item_ids[i - 1] for i in indices]
     else:
         history = [s.strip() for s in args.history.split(",") if s.strip()]
-        unknown = [h for h in history if h not in serving.index]
-        if unknown:
-            raise ValueError(f"unknown item id {unknown[0]!r}: not in the catalog of {uri}")
-    recs = serving.recommend([history], k=args.k)
+    row = loaded.predict(pd.DataFrame({"history": [history]}), params={"k": args.k}).iloc[0]
+    unknown = list(row["unknown_ids"])
+    note = f"source: {row['source']}"
+    if unknown:
+        note += f"; unknown item ids dropped: {', '.join(unknown)}"
+    print(note, file=sys.stderr)
     titles = serving.recommender.item_titles
-    for rank, (item, score) in enumerate(zip(recs.item_ids[0], recs.scores[0]), start=1):
+    for rank, (item, score) in enumerate(zip(row["item_ids"], row["scores"]), start=1):
         i = serving.index[item]
         title = titles[i - 1] if i - 1 < len(titles) else ""
-        print(f"{rank}\t{item}\t{score:.4f}\t{title}")
+        print(f"{rank}\t{item}\t{float(score):.4f}\t{title}")
+    return 0
+
+
+def run_recommend_all(args: argparse.Namespace) -> int:
+    """``unisem recommend-all``: also the body of ``jobs/recommend.py`` under spark-submit."""
+    from unisem.cli import config_from_args
+    from unisem.registry.batch import recommend_all
+
+    manifest = recommend_all(config_from_args(args), args.features, args.out, args.run_id, published_dir=args.published)
+    print(json.dumps(manifest, indent=2, sort_keys=True))
     return 0

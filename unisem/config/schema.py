@@ -209,6 +209,14 @@ class OrchestrationConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    # Top-K per user written by the nightly ``recommend`` stage (unisem.registry.batch).
+    batch_k: int = _f(10, min=1)
+    # Users scored per predict call inside a Spark task: bounds the [users, items] score matrix in memory.
+    batch_chunk_users: int = _f(1024, min=1)
+
+
+@dataclass(frozen=True)
 class UnisemConfig:
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
@@ -219,3 +227,4 @@ class UnisemConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)

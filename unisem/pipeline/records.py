@@ -25,7 +25,7 @@ NOT_RETRIED: tuple[type[BaseException], ...] = (InputError, FileNotFoundError)
 
 # The nightly DAG's tasks, in order; the report reads the records of all but itself.
 STAGES: tuple[str, ...] = (
-    "validate", "gate", "features", "embed", "train", "evaluate", "register", "promote", "report",
+    "validate", "gate", "features", "embed", "train", "evaluate", "register", "promote", "recommend", "report",
 )
 
 T = TypeVar("T", bound=Mapping[str, Any])

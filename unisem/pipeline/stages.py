@@ -359,6 +359,34 @@ def promote(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], regi
     return recorded(layout, "promote", body)
 
 
+def recommend(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], promoted: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-K for every user of the features with whichever version holds ``champion`` after ``promote``
+    (Spark) -> ``layout.recommendations`` and ``<home>/published/recommendations`` (the DAG's Asset)."""
+    spec = _spec(spec)
+    layout = spec.layout()
+
+    def body() -> dict[str, Any]:
+        from unisem.home import published_recommendations_dir
+
+        cfg = spec.config()  # ``promoted`` only orders the stages: the alias is read from the registry
+        features_dir = Path(_need(featured, "features_dir", "recommend"))
+        published = published_recommendations_dir(Path(spec.home))
+        if cluster.spark_mode(cfg.orchestration.spark_master) == "library":
+            from unisem.registry.batch import recommend_all
+
+            return recommend_all(cfg, features_dir, layout.recommendations, spec.run_id, published_dir=published)
+        cluster.spark_submit(cfg.orchestration.spark_master, "recommend.py",
+                             ["--features", str(features_dir), "--out", str(layout.recommendations),
+                              "--run-id", spec.run_id, "--published", str(published), *spec.config_args()],
+                             layout.pipeline / "logs" / "recommend.log")
+        from unisem.registry.batch import MANIFEST_FILE
+
+        manifest = json.loads((layout.recommendations / MANIFEST_FILE).read_text())
+        return {**manifest, "path": str(layout.recommendations), "published": str(published)}
+
+    return recorded(layout, "recommend", body)
+
+
 def publish_quality_report(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     """Copy this run's quality report and verdict to ``<home>/published/quality/{<run id>,latest}/``."""
     spec = _spec(spec)
@@ -410,5 +438,6 @@ def write_effective_config(spec: RunSpec | Mapping[str, Any]) -> Path:
 # Stage name -> function, for ``unisem stage`` (the entry point of Ray Jobs and manual reruns).
 STAGE_FUNCTIONS = {
     "validate": validate, "gate": gate, "features": features, "embed": embed, "train": train,
-    "evaluate": evaluate, "register": register, "promote": promote, "report": report,
+    "evaluate": evaluate, "register": register, "promote": promote, "recommend": recommend,
+    "report": report,
 }

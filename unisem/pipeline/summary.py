@@ -56,6 +56,7 @@ def build_summary(run_id: str, records: Mapping[str, Mapping[str, Any]],
     register = _outputs(records, "register")
     promote = _outputs(records, "promote")
     train = _outputs(records, "train")
+    recommend = _outputs(records, "recommend")
     summary: dict[str, Any] = {
         "run_id": run_id,
         "status": status,
@@ -70,6 +71,8 @@ def build_summary(run_id: str, records: Mapping[str, Mapping[str, Any]],
         "model": {k: register.get(k) for k in ("model_name", "version", "model_uri", "mlflow_run_id",
                                               "tracking_uri", "reused")} if register else {},
         "promotion": dict(promote) if promote else {},
+        "recommendations": {k: recommend.get(k) for k in ("path", "published", "users", "rows", "fallback_users",
+                                                          "model_version")} if recommend else {},
     }
     return summary
 
@@ -113,6 +116,12 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     if promo:
         verb = "promoted to champion" if promo.get("promoted") else "not promoted"
         lines += ["## Promotion", "", f"- {verb}: {promo.get('reason')}", ""]
+    recs = summary.get("recommendations") or {}
+    if recs:
+        lines += ["## Recommendations", "",
+                  f"- top-K for {recs.get('users')} users ({recs.get('fallback_users')} by the fallback) with"
+                  f" champion version {recs.get('model_version')}: {recs.get('path')}",
+                  f"- published: {recs.get('published')}", ""]
     lines += ["## Stages", "", "| stage | status |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in (summary.get("stages") or {}).items()]
     return "\n".join(lines) + "\n"

@@ -7,9 +7,15 @@ logging time and checked before anything is read, so a replaced or edited file i
 
 ``predict`` input: a DataFrame with a column ``history`` (a list of item ids per user, oldest first).
 Params: ``k`` (default 10) and ``exclude_seen`` (default true). Output: columns ``item_ids`` and ``scores``
-(lists, best first). Items of a newer catalog (text only) are added with ``add_items`` on the unwrapped
-model (``loaded.unwrap_python_model().add_items(ids, text_embeddings)``) and are then scored through their
-semantic tokens.
+(lists, best first), ``source`` (``model``, or ``fallback`` when no known item is left in the history: the
+training data's most popular items) and ``unknown_ids`` (the history's ids the model does not know, dropped);
+the rules are ``unisem.registry.answers``. Items of a newer catalog (text only) are added with ``add_items``
+on the unwrapped model (``loaded.unwrap_python_model().add_items(ids, text_embeddings)``) and are then
+scored through their semantic tokens.
+
+Portable: the logged model carries a wheel of the unisem code that logged it (``unisem.registry.wheel``)
+among its ``code_paths``, and its ``requirements.txt`` names that wheel plus the serving dependencies pinned
+to the versions of the logging process, so an environment built from the model alone can load it.
 """
 from __future__ import annotations
 
@@ -26,14 +32,18 @@ try:  # the base class only; unisem.registry imports without MLflow for the pure
 except ImportError:  # pragma: no cover - mlflow is a pinned dependency
     PythonModel = object  # type: ignore[misc,assignment]
 
+from unisem.registry.answers import answer, read_popularity, training_popularity, write_popularity
 from unisem.registry.tracking import file_sha256
 
 MODEL_ARTIFACT = "model"
 MANIFEST_KEY = "artifact_sha256"
+WHEEL_KEY = "unisem_wheel"
 DEFINITION_FILE = Path(__file__).with_name("pyfunc_definition.py")
 ITEM_TEXTS_FILE = "item_texts.json"
 ENCODER_FILE = "text_encoder.json"
 DEFAULT_K = 10
+# What loading and predicting import (the model code, MLflow's pyfunc, the Parquet features reader).
+SERVING_PACKAGES = ("torch", "numpy", "pandas", "safetensors", "pyarrow", "PyYAML", "mlflow")
 
 
 class ArtifactIntegrityError(ValueError):
@@ -67,12 +77,15 @@ def verify_manifest(folder: str | Path, manifest: dict[str, str]) -> None:
 
 
 def stage_model_folder(
-    model_dir: str | Path, out_dir: str | Path, item_texts: list[str] | None = None, encoder_meta: dict | None = None
+    model_dir: str | Path, out_dir: str | Path, item_texts: list[str] | None = None, encoder_meta: dict | None = None,
+    features=None, features_basis: str = "",
 ) -> Path:
     """Copy the model folder to ``out_dir`` with the item texts and the text-encoder description beside it.
 
     The texts make the registered model self-describing (what each item was embedded from) and the
-    encoder description says which encoder must embed a new item's text for ``add_items``.
+    encoder description says which encoder must embed a new item's text for ``add_items``. With the
+    training ``features`` (a SequenceDataset) the popularity of its training histories is staged too: the
+    fallback answer for a history the model cannot read (``unisem.registry.answers``).
     """
     out = Path(out_dir)
     shutil.copytree(model_dir, out)
@@ -80,6 +93,8 @@ def stage_model_folder(
         (out / ITEM_TEXTS_FILE).write_text(json.dumps(list(item_texts)))
     if encoder_meta is not None:
         (out / ENCODER_FILE).write_text(json.dumps(encoder_meta, indent=2, sort_keys=True))
+    if features is not None:
+        write_popularity(training_popularity(features), out, f"training histories of {features_basis}".strip())
     return out
 
 
@@ -104,6 +119,7 @@ class UnisemPyfunc(PythonModel):
         verify_manifest(folder, (context.model_config or {}).get(MANIFEST_KEY, {}))
         self.model_dir = folder
         self.serving = ServingModel(load_model(folder))
+        self.popularity = read_popularity(folder)
 
     def add_items(self, item_ids, text_embeddings) -> int:
         """Items of a newer catalog (text embedding from the same encoder, see text_encoder.json)."""
@@ -118,51 +134,73 @@ class UnisemPyfunc(PythonModel):
         k = int(params.get("k", DEFAULT_K))
         exclude_seen = bool(params.get("exclude_seen", True))
         histories = [_as_list(h) for h in model_input["history"]]
-        recs = self.serving.recommend(histories, k=k, exclude_seen=exclude_seen)
-        return pd.DataFrame({"item_ids": recs.item_ids, "scores": recs.scores})
+        return answers_frame(answer(self.serving, self.popularity, histories, k=k, exclude_seen=exclude_seen))
 
 
-def _pip_requirements() -> list[str]:
+def answers_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame({"item_ids": [a.item_ids for a in rows], "scores": [a.scores for a in rows],
+                         "source": [a.source for a in rows], "unknown_ids": [a.unknown_ids for a in rows]})
+
+
+def serving_requirements() -> list[str]:
+    """``name==version`` of the serving dependencies as installed here (torch without its ``+cpu``/``+cuXXX``
+    label, so the serving machine's own build of the same version matches)."""
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
-    for name in ("torch", "numpy", "pandas", "safetensors", "pyarrow", "PyYAML", "mlflow"):
+    for name in SERVING_PACKAGES:
         try:
             reqs.append(f"{name}=={version(name).split('+')[0]}")
-        except PackageNotFoundError:  # pragma: no cover
-            reqs.append(name)
+        except PackageNotFoundError:  # pragma: no cover - every one is a pinned dependency
+            raise RuntimeError(f"{name} is not installed: the model's requirements cannot be pinned") from None
     return reqs
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import Array
+
+    inputs = Schema([ColSpec(Array(DataType.string), "history")])
+    outputs = Schema([ColSpec(Array(DataType.string), "item_ids"), ColSpec(Array(DataType.double), "scores"),
+                      ColSpec(DataType.string, "source"), ColSpec(Array(DataType.string), "unknown_ids")])
+    params = ParamSchema([ParamSpec("k", DataType.long, DEFAULT_K), ParamSpec("exclude_seen", DataType.boolean, True)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def log_pyfunc(model_dir: str | Path, input_example: pd.DataFrame | None = None, name: str = "model"):
     """Log ``model_dir`` (a staged model folder) as a pyfunc model in the active run; returns ModelInfo.
 
-    The signature is inferred from a real prediction on ``input_example`` (default: the first items of the
-    catalog as one history), so it states exactly what ``predict`` returns.
+    The wheel of the running unisem code goes into the model's ``code/`` folder and ``requirements.txt``
+    names it by that relative path (MLflow installs a model's requirements from inside the model folder),
+    next to the pinned serving dependencies. The signature is written out rather than inferred, so it
+    holds the list types even for an example whose ``unknown_ids`` are all empty.
     """
+    import tempfile
+
     import mlflow
-    from mlflow.models import infer_signature
 
     from unisem.model import load_model
     from unisem.registry.serving import ServingModel
+    from unisem.registry.wheel import build_wheel
 
     model_dir = Path(model_dir)
     manifest = build_manifest(model_dir)
-    serving = ServingModel(load_model(model_dir))
     if input_example is None:
-        input_example = pd.DataFrame({"history": [serving.item_ids[:3]]})
-    recs = serving.recommend([_as_list(h) for h in input_example["history"]], k=DEFAULT_K)
-    output = pd.DataFrame({"item_ids": recs.item_ids, "scores": recs.scores})
-    signature = infer_signature(input_example, output, params={"k": DEFAULT_K, "exclude_seen": True})
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(DEFINITION_FILE),
-        artifacts={MODEL_ARTIFACT: str(model_dir)},
-        model_config={MANIFEST_KEY: manifest},
-        signature=signature,
-        input_example=input_example,
-        pip_requirements=_pip_requirements(),
-    )
+        input_example = pd.DataFrame({"history": [ServingModel(load_model(model_dir)).item_ids[:3]]})
+    pins = serving_requirements()
+    with tempfile.TemporaryDirectory(prefix="unisem-wheel-") as tmp:
+        wheel = build_wheel(tmp, pins)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(DEFINITION_FILE),
+            artifacts={MODEL_ARTIFACT: str(model_dir)},
+            model_config={MANIFEST_KEY: manifest, WHEEL_KEY: wheel.name},
+            code_paths=[str(wheel)],
+            signature=_signature(),
+            input_example=input_example,
+            pip_requirements=[*pins, f"code/{wheel.name}"],
+        )
 
 
 def load_serving(model_uri: str):

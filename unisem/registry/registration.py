@@ -105,17 +105,19 @@ def log_and_register(
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     with tempfile.TemporaryDirectory(prefix="unisem-model-") as tmp:
-        item_texts = None
+        item_texts, features = None, None
         if features_dir.exists():
             from unisem.data.dataset import load_features
 
-            item_texts = list(load_features(features_dir).item_texts)
+            features = load_features(features_dir)
+            item_texts = list(features.item_texts)
         encoder_meta = None
         if (embeddings_dir / "meta.json").exists():
             meta = json.loads((embeddings_dir / "meta.json").read_text())
             # identity only: cache statistics and paths differ between reruns and would change the digest
             encoder_meta = {k: meta[k] for k in ("model", "dim", "texts_sha256") if k in meta}
-        staged = stage_model_folder(model_dir, Path(tmp) / "model", item_texts, encoder_meta)
+        staged = stage_model_folder(model_dir, Path(tmp) / "model", item_texts, encoder_meta, features,
+                                    features_dir.name)
         digest = _model_digest(build_manifest(staged))
         previous = _previous(layout, uri, name, digest)
         if previous is not None:
