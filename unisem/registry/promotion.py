@@ -17,7 +17,6 @@ as ``promotion.json`` (with the full comparison the report's comparison page sho
 from __future__ import annotations
 
 import json
-import logging
 import time
 import warnings
 from pathlib import Path
@@ -30,11 +29,11 @@ from unisem.evaluate.bootstrap import Interval, paired_bootstrap
 from unisem.atomic import write_text_atomic
 from unisem.config.schema import UnisemConfig
 from unisem.home import RunLayout
+from unisem.progress import say
 from unisem.registry.registration import CHALLENGER, CHAMPION
 from unisem.registry.tracking import configure
 
 PROMOTION_FILE = "promotion.json"
-logger = logging.getLogger(__name__)
 NEW = "new"  # the slice of test users whose target item the champion never saw
 
 
@@ -319,7 +318,7 @@ def promote_if_better(
         for key, value in tags.items():
             client.set_model_version_tag(name, challenger.version, key, value)
         client.update_model_version(name, challenger.version, description=describe(decision))
-    logger.info("promotion of %s version %s: %s", name, challenger.version, reason)
+    say(__name__, f"promotion of {name} version {challenger.version}: {reason}")
     previous = layout.registry / PROMOTION_FILE if layout is not None else None
     if already and previous is not None and previous.exists():
         try:
