@@ -131,3 +131,31 @@ def test_line_chart_is_inline_svg_and_skips_missing_values():
     svg = line_chart(["a", "b", "c"], {"challenger": [0.1, None, 0.3], "champion": [None, None, None]}, "t")
     assert svg.startswith("<svg") and svg.count("<circle") == 2 and "http" not in svg
     assert "no values yet" in line_chart([], {"x": []}, "empty")
+
+
+def test_gate_report_has_one_row_per_check_with_both_levels(tmp_path):
+    from unisem.config import load_config
+    from unisem.quality.checks import evaluate_checks
+    from unisem.quality.report import CHECK_MEANINGS, check_rows, write_report
+
+    cfg = load_config()
+    measures = {m: 0.0 for m in {c.measure for c in evaluate_checks(cfg.quality, _all_zero(cfg))}}
+    measures.update(title_share=0.5, brand_share=0.4, popularity_kl=None, catalog_shrinkage=None,
+                    user_count_change=None, median_title_length=20.0, category_share=1.0)
+    checks = evaluate_checks(cfg.quality, measures)
+    rows = check_rows(checks)
+    assert len(rows) == len(checks) // 2 and set(CHECK_MEANINGS) == {r["check"] for r in rows}
+    assert [r["state"] for r in rows[:2]] == ["fail", "warn"]
+    assert rows[0]["check"] == "min_title_share" and (rows[0]["warn"], rows[0]["fail"]) == (1.0, 0.95)
+    by_check = {r["check"]: r for r in rows}
+    assert by_check["max_popularity_kl"]["state"] == "no baseline yet"
+    page = write_report(tmp_path / "report.html", "fail", checks, measures, [], [], {},
+                        examples={"min_title_share": ["B00X <no title>"]}).read_text()
+    assert page.count("<td>quality.min_title_share</td>") == 1 and "B00X &lt;no title&gt;" in page
+    assert page.count("no baseline yet") == 6  # state and observed cells of the three drift checks
+
+
+def _all_zero(cfg):
+    from unisem.quality.checks import threshold_checks
+
+    return {measure: 0.0 for _, measure, _, _ in threshold_checks(cfg.quality)}

@@ -130,10 +130,16 @@ def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path)
     if promo:
         _say(f"  promotion: {'promoted to champion' if promo.get('promoted') else 'not promoted'}"
              f" - {promo.get('reason')}")
+        for g in promo.get("guardrails") or ():
+            state = "no users" if g.get("drop") is None else ("BREACHED" if g.get("breached") else "ok")
+            _say(f"    guardrail {g.get('slice')}: {state}")
     champion = _champion(cfg)
     _say(f"  champion alias: {cfg.registry.model_name}@champion -> "
          + (f"version {champion}" if champion else "none yet"))
-    _say(f"  run folder: {layout.root}  (summary: {layout.report / 'summary.md'})")
+    _say(f"  run folder: {layout.root}")
+    if (layout.report / "compare.html").exists():
+        _say(f"  challenger vs champion: {layout.report / 'compare.html'}")
+    _say(f"  summary page: {layout.report / 'summary.html'}")
     _say()
     _say("Look at it:")
     uri = model.get("tracking_uri")

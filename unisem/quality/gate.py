@@ -73,8 +73,10 @@ def run_gate(
     accepted = verdict != FAIL
     with atomic_dir(out_dir) as tmp:
         try:
+            # Data Docs name each validation by the run (the run folder holding out_dir), not "__none__".
             suites = [s.to_dict() for s in run_suites(
-                spark, inputs.catalog, inputs.interactions, measures, cfg, tmp / DATA_DOCS_DIR
+                spark, inputs.catalog, inputs.interactions, measures, cfg, tmp / DATA_DOCS_DIR,
+                run_name=Path(out_dir).resolve().parent.name,
             )]
         except spark_errors() as exc:
             raise DataContractError(f"{catalog} / {interactions}: Great Expectations could not validate: {spark_error_summary(exc)}") from exc
