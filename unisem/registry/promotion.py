@@ -241,15 +241,18 @@ def promote_if_better(
         text = load_item_embeddings(embeddings_dir)
     from unisem.evaluate.comparison import compare_ranks
     from unisem.evaluate.metrics import per_user_values
-    from unisem.evaluate.protocols import split_metric_name
+    from unisem.evaluate.protocols import default_protocols, split_metric_name
     from unisem.registry.pyfunc_model import load_serving
 
     reg = cfg.registry
     protocol, metric_name = split_metric_name(metric)
-    served = {"challenger": score_serving(load_serving(f"models:/{name}/{challenger.version}").serving, cfg, data, text)}
+    protocols = tuple(dict.fromkeys((*default_protocols(cfg.evaluation), protocol)))
+    served = {"challenger": score_serving(load_serving(f"models:/{name}/{challenger.version}").serving, cfg, data,
+                                          text, protocols)}
     already = champion is not None and str(champion.version) == str(challenger.version)
     if champion is not None and not already:
-        served["champion"] = score_serving(load_serving(f"models:/{name}/{champion.version}").serving, cfg, data, text)
+        served["champion"] = score_serving(load_serving(f"models:/{name}/{champion.version}").serving, cfg, data,
+                                           text, protocols)
     ours = served["challenger"].report
     challenger_value = float(ours.metric(metric))
     comparison: dict[str, Any] | None = None
