@@ -175,7 +175,11 @@ def metric_table(metrics: Mapping[str, float]) -> dict[str, Any] | None:
             protocols.append(protocol)
         if name not in names:
             names.append(name)
-    return {"protocols": protocols, "names": names, "cells": dict(metrics)}
+    def order(name: str) -> tuple[int, int]:  # HR@K, NDCG@K by K, then MRR and anything else
+        kind, _, k = name.partition("@")
+        return ({"HR": 0, "NDCG": 1}.get(kind, 2), int(k) if k.isdigit() else 0)
+
+    return {"protocols": protocols, "names": sorted(names, key=order), "cells": dict(metrics)}
 
 
 def render_html(summary: Mapping[str, Any], report_dir: Path | None = None) -> str:
