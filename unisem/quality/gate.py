@@ -16,6 +16,7 @@ from typing import NamedTuple
 from unisem.atomic import atomic_dir
 from unisem.config import UnisemConfig
 from unisem.data.contract import DataContractError
+from unisem.progress import say
 from unisem.quality.checks import FAIL, PASS, WARN, CheckResult, evaluate_checks, failing_first, verdict as decide
 
 VERDICT_FILE = "verdict.json"
@@ -58,6 +59,7 @@ def run_gate(
     inputs = read_inputs(spark, catalog, interactions)
     baseline = load_baseline(home)
     started = time.perf_counter()
+    say(__name__, f"validate: measuring {catalog.name} and {interactions.name} on Spark")
     try:
         prof = profile(inputs.catalog, inputs.interactions, cfg)
     except spark_errors() as exc:
@@ -71,6 +73,8 @@ def run_gate(
     checks = evaluate_checks(cfg.quality, measures)
     verdict = decide(checks)
     accepted = verdict != FAIL
+    say(__name__, f"validate: measures in {timings['measures']:.0f}s ({verdict}); "
+                  "running the Great Expectations suites")
     with atomic_dir(out_dir) as tmp:
         try:
             # Data Docs name each validation by the run (the run folder holding out_dir), not "__none__".
