@@ -12,6 +12,7 @@ Thresholds come from ``QualityConfig``; row-level suites use the warn level as `
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -25,8 +26,6 @@ SITE_NAME = "unisem_gate"
 
 # GX logs "Skipping registering function ..." at INFO for each decorated function it imports (hundreds of
 # lines in a task log, nothing to act on); set before GX is first imported through this module.
-import logging  # noqa: E402
-
 logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)
 
 
