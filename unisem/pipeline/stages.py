@@ -251,14 +251,20 @@ def _train_library(cfg: UnisemConfig, spec: RunSpec, features_dir: Path, embeddi
     from unisem.train.ray_trainer import train_with_ray
 
     layout = spec.layout()
-    run_id = start_training_run(cfg, spec.run_id, {RUN_ID_TAG: spec.run_id})
     try:
+        run_id: str | None = start_training_run(cfg, spec.run_id, {RUN_ID_TAG: spec.run_id})
         verdict = layout.quality / "verdict.json"
         log_run_inputs(cfg, run_id, features_dir, verdict if verdict.exists() else None)
+    except Exception as exc:  # noqa: BLE001 - MLflow down: train anyway; register makes the run (or says why)
+        say(__name__, f"train: no live MLflow run at {tracking_uri(cfg)} ({type(exc).__name__}: {exc}); "
+                      "the history is logged at registration")
+        run_id = None
+    try:
         result = train_with_ray(cfg, features_dir, embeddings_dir, layout.training,
-                                on_epoch=EpochMetrics(tracking_uri(cfg), run_id))
+                                on_epoch=EpochMetrics(tracking_uri(cfg), run_id) if run_id else None)
     except BaseException:
-        finish_run(cfg, run_id, "FAILED")
+        if run_id:
+            finish_run(cfg, run_id, "FAILED")
         raise
     return {**_train_outputs(result, layout.training / HISTORY_FILE), "mlflow_run_id": run_id}
 
