@@ -107,6 +107,16 @@ def line_chart(labels: Sequence[str], series: Mapping[str, Sequence[Any]], title
     return "".join(out)
 
 
+def metric_order(name: str) -> tuple[int, int]:
+    """Sort key: HR@K, then NDCG@K, each by K, then MRR and anything else."""
+    kind, _, k = name.partition("@")
+    return ({"HR": 0, "NDCG": 1}.get(kind, 2), int(k) if k.isdigit() else 0)
+
+
+def _ordered(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: table[k] for k in sorted(table, key=metric_order)}
+
+
 def render_summary_page(summary: Mapping[str, Any], headline: str, links: Sequence[Mapping[str, str]],
                         metrics: Mapping[str, Any] | None) -> str:
     return _env().get_template("summary.html.j2").render(s=summary, headline=headline, links=list(links),
@@ -126,7 +136,10 @@ def render_compare_page(run_id: str, promotion: Mapping[str, Any] | None, nights
                                       "champion": [n.get("champion") for n in nights]}, f"test {metric}")
     gate_charts = [line_chart(labels, {label: [n["measures"].get(key) for n in nights]}, label, height=150)
                    for key, label in GATE_TRENDS]
-    comparison.setdefault("protocols", {})
+    # JSON files keep keys sorted; the page shows HR@K, NDCG@K by K, then MRR, as the evaluation does
+    comparison["protocols"] = {p: _ordered(t) for p, t in (comparison.get("protocols") or {}).items()}
+    comparison["slices"] = {name: {k: _ordered(v) if isinstance(v, dict) else v for k, v in e.items()}
+                            for name, e in (comparison.get("slices") or {}).items()}
     comparison.setdefault("slices", {})
     comparison.setdefault("diagnostics", {})
     comparison.setdefault("users", 0)

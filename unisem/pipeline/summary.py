@@ -175,11 +175,9 @@ def metric_table(metrics: Mapping[str, float]) -> dict[str, Any] | None:
             protocols.append(protocol)
         if name not in names:
             names.append(name)
-    def order(name: str) -> tuple[int, int]:  # HR@K, NDCG@K by K, then MRR and anything else
-        kind, _, k = name.partition("@")
-        return ({"HR": 0, "NDCG": 1}.get(kind, 2), int(k) if k.isdigit() else 0)
+    from unisem.pipeline.pages import metric_order
 
-    return {"protocols": protocols, "names": sorted(names, key=order), "cells": dict(metrics)}
+    return {"protocols": protocols, "names": sorted(names, key=metric_order), "cells": dict(metrics)}
 
 
 def render_html(summary: Mapping[str, Any], report_dir: Path | None = None) -> str:
