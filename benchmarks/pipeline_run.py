@@ -60,6 +60,10 @@ def one_run(home: Path, config: str, logical_date: str) -> dict:
     summary_path = home / "runs" / run_id_for(logical_date) / "report" / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     promo = summary.get("promotion") or {}
+    run = home / "runs" / run_id_for(logical_date)
+    promotion = _read(run / "registry" / "promotion.json")
+    registration = _read(run / "registry" / "registration.json")
+    comparison = promotion.get("comparison") or {}
     return {
         "logical_date": logical_date,
         "wall_seconds": round(wall, 1),
@@ -71,8 +75,61 @@ def one_run(home: Path, config: str, logical_date: str) -> dict:
         "promotion_reason": promo.get("reason"),
         "full/NDCG@10": (summary.get("metrics") or {}).get("full/NDCG@10"),
         "task_seconds": task_durations(home, logical_date),
-        "printed": proc.stdout.splitlines()[-16:],
+        "data_version": (registration.get("tags") or {}).get("data_version"),
+        "interval": promotion.get("interval"),
+        "guardrails": promotion.get("guardrails"),
+        "comparison": {p: {m: e for m, e in table.items() if m in HEADLINE}
+                       for p, table in (comparison.get("protocols") or {}).items()},
+        "slices": {name: {"users": e.get("users"), **((e.get("full") or {}).get("NDCG@10") or {})}
+                   for name, e in (comparison.get("slices") or {}).items()},
+        "codebook_usage": {who: d.get("codebook_usage") for who, d in (comparison.get("diagnostics") or {}).items()},
+        "epoch_lines": [line.strip() for line in proc.stdout.splitlines() if "epoch " in line and " loss " in line],
+        "printed": proc.stdout.splitlines()[-20:],
     }
+
+
+HEADLINE = ("NDCG@10", "HR@10", "MRR")
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _f(value, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def comparison_lines(r: dict) -> list[str]:
+    """The last night's comparison page in Markdown: both protocols, the slices, the interval."""
+    iv = r.get("interval") or {}
+    lines = [f"Night {r['logical_date']}: {'promoted' if r['promoted'] else 'not promoted'}: {r['promotion_reason']}", ""]
+    if iv:
+        lines += [f"Promotion interval ({iv.get('level', 0):.0%}, {iv.get('resamples')} paired resamples over "
+                  f"{iv.get('users')} test users): gain {_f(iv.get('mean'), True)} "
+                  f"[{_f(iv.get('low'), True)}, {_f(iv.get('high'), True)}]", ""]
+    lines += ["| protocol | metric | challenger | champion | delta | interval |", "|---|---|---|---|---|---|"]
+    for protocol, table in (r.get("comparison") or {}).items():
+        for m, e in table.items():
+            lines.append(f"| {protocol} | {m} | {_f(e.get('challenger'))} | {_f(e.get('champion'))} | "
+                         f"{_f(e.get('delta'), True)} | [{_f(e.get('low'), True)}, {_f(e.get('high'), True)}] |")
+    if r.get("slices"):
+        lines += ["", "| slice (full/NDCG@10) | users | challenger | champion | delta | interval |", "|---|---|---|---|---|---|"]
+        for name, e in r["slices"].items():
+            lines.append(f"| {name} | {e.get('users')} | {_f(e.get('challenger'))} | {_f(e.get('champion'))} | "
+                         f"{_f(e.get('delta'), True)} | [{_f(e.get('low'), True)}, {_f(e.get('high'), True)}] |")
+    for g in r.get("guardrails") or ():
+        state = "no users" if g.get("drop") is None else ("breached" if g.get("breached") else "ok")
+        lines.append(f"- guardrail {g['slice']}: {state} (drop {_f(g.get('drop'), True)}, max {g.get('max_drop')})")
+    usage = r.get("codebook_usage") or {}
+    if usage:
+        lines += ["", "Codebook usage per level: " + "; ".join(
+            f"{who} {', '.join(f'{u:.0%}' for u in (levels or []))}" for who, levels in usage.items())]
+    return lines
 
 
 def main(argv=None) -> int:
@@ -108,6 +165,15 @@ def main(argv=None) -> int:
     tasks = [t for t in (*STAGES, "watcher") if runs and t in runs[0]["task_seconds"]]
     for t in tasks:
         lines.append(f"| {t} | " + " | ".join(str(r["task_seconds"].get(t)) for r in runs) + " |")
+    versions = [r.get("data_version") for r in runs]
+    if all(versions):
+        lines += ["", "data_version of each night: " + ", ".join(f"`{v[:12]}`" for v in versions)
+                  + (" (identical data, identical version)" if len(set(versions)) == 1 else "")]
+    if runs and runs[-1].get("epoch_lines"):
+        lines += ["", "Progress printed by the last night (`unisem run`):", ""]
+        lines += [f"    {line}" for line in runs[-1]["epoch_lines"][:6]]
+    if len(runs) > 1:
+        lines += ["", "## The last night's comparison page (report/compare.html)", ""] + comparison_lines(runs[-1])
     TABLE.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["exit_code"] == 0 for r in runs) else 1

@@ -83,8 +83,7 @@ def unisem_nightly():
     def train(featured: dict, embedded: dict, **context) -> dict:
         from unisem.pipeline import stages
 
-        out = stages.train(_spec(context), featured, embedded)
-        return {k: v for k, v in out.items() if k != "history"}  # the history stays in the stage record
+        return stages.train(_spec(context), featured, embedded)  # the history travels as a file path
 
     @task
     def evaluate(featured: dict, trained: dict, **context) -> dict:

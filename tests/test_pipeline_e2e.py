@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -169,6 +170,43 @@ def test_clean_run_writes_top_k_for_every_user_with_the_champion(runs):
     assert pq.read_table(published).num_rows == len(table)
     assert _summary(home)["recommendations"]["published"] == str(published)
     assert _task_states(home)["recommend"] == "success"
+
+
+def test_clean_run_writes_curves_pages_and_a_training_run_with_live_epochs(runs):
+    import mlflow
+
+    home, _, out = runs["clean"]
+    run = home / "runs" / RUN_ID
+    assert (run / "evaluation" / "training_curves.png").stat().st_size > 1000  # the DAG passes the history file
+    summary_page = (run / "report" / "summary.html").read_text()
+    assert "<pre" not in summary_page and 'href="compare.html"' in summary_page
+    compare = (run / "report" / "compare.html").read_text()
+    assert "<pre" not in compare and "https://" not in compare and "http://" not in compare
+    assert RUN_ID in compare and "<svg" in compare
+    # live progress in what `make run` prints, and the summary page's path
+    assert "epoch 1/2 loss" in out and "epoch 2/2 loss" in out, out[-3000:]
+    assert "promotion of unisem version 1:" in out and f"summary page: {run / 'report' / 'summary.html'}" in out
+    log = (home / "logs" / f"unisem_nightly-{RUN_ID}.log").read_text()
+    assert "Skipping registering function" not in log and "epoch 2/2 loss" in log
+
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    version = client.get_model_version("unisem", "1")
+    assert version.description.startswith("PROMOTED to champion")
+    assert not [k for k in version.tags if k.startswith("metric.") and "@" not in k and "_at_10" not in k]
+    mlrun = client.get_run(version.run_id)
+    assert mlrun.info.status == "FINISHED" and mlrun.data.tags["pipeline_run_id"] == RUN_ID
+    assert [m.step for m in client.get_metric_history(version.run_id, "loss")] == [1, 2]  # logged per epoch
+    inputs = {d.dataset.name: d for d in mlrun.inputs.dataset_inputs}
+    assert set(inputs) == {"features", "quality_verdict"}
+    assert mlrun.data.tags["data_version"].startswith(inputs["features"].dataset.digest)
+    assert client.get_experiment(mlrun.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "report")}
+    assert {"report/summary.html", "report/compare.html"} <= artifacts
+    docs = run / "quality" / "data_docs"
+    pages = list(docs.rglob("*.html"))
+    remote = re.compile(r"""<(?:link|script|img)\b[^>]*(?:href|src)\s*=\s*["']?(?:https?:)?//""", re.I)
+    assert pages and not [p for p in pages if remote.search(p.read_text())]
+    assert any(RUN_ID in p.as_posix() or RUN_ID in p.read_text() for p in pages)  # validations carry the run id
 
 
 def test_registering_the_same_run_again_adds_no_version(runs):

@@ -6,6 +6,7 @@ catch it; the Beauty data must pass with its real dirt reported as warnings.
 from __future__ import annotations
 
 import json
+import re
 import random
 
 import pytest
@@ -53,6 +54,14 @@ def test_clean_data_passes_and_writes_every_output(spark, tmp_path, clean):
     assert result.data_docs_path.exists() and (tmp_path / "gate" / "data_docs" / "validations").is_dir()
     page = result.report_path.read_text()
     assert "PASS" in page and page.count("data:image/png;base64,") == 4
+    # one row per check with both levels and its meaning; drift cannot be measured on the first night
+    assert page.count("<td>quality.max_gini</td>") == 1 and "interactions concentrate on few items" in page
+    assert page.count("no baseline yet") >= 3
+    # Data Docs readable offline: nothing fetched from a CDN, validations named by the run (the gate's parent)
+    remote = re.compile(r"""<(?:link|script|img)\b[^>]*(?:href|src)\s*=\s*["']?(?:https?:)?//""", re.I)
+    docs = list((tmp_path / "gate" / "data_docs").rglob("*.html"))
+    assert docs and not [p for p in docs if remote.search(p.read_text())]
+    assert any(tmp_path.name in p.as_posix() for p in docs if "validations" in p.parts)
     assert baseline_path(home, dataset_identity("", cat, inter)).exists()  # an accepted run becomes the baseline
     assert verdict["baseline"]["compared_with"] is None and "no baseline yet" in verdict["baseline"]["note"]
 

@@ -62,10 +62,18 @@ def popularity_scores(data: SequenceDataset):
     return lambda h: table.expand(h.shape[0], -1).clone()
 
 
-def test_loss_falls_and_history_is_reported_each_epoch(tmp_path):
+def test_loss_falls_and_history_is_reported_each_epoch(tmp_path, caplog):
+    import logging
+
     data, text = chain_dataset()
     runtime = LocalRuntime()
-    result = fit(tiny_cfg(max_epochs=4), data, text, tmp_path, runtime)
+    seen = []
+    with caplog.at_level(logging.INFO, logger="unisem.train.loop"):
+        result = fit(tiny_cfg(max_epochs=4), data, text, tmp_path, runtime, on_epoch=seen.append)
+    assert seen == result.history  # handed over as each epoch ends (the live MLflow metrics)
+    lines = [r.getMessage() for r in caplog.records if r.name == "unisem.train.loop"]
+    assert len(lines) == 4 and lines[0].startswith("epoch 1/4 loss ") and " valid NDCG@10 " in lines[0]
+    assert lines[0].endswith("(best)")
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < 0.8 * losses[0]
     assert len(runtime.reports) == 4 and runtime.reports[-1]["checkpoint_dir"] == str(tmp_path / "checkpoint")

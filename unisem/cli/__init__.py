@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_ERROR
+    from unisem.progress import terminal_logging
+
+    terminal_logging()
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:

@@ -136,6 +136,9 @@ def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path)
     if promo:
         _say(f"  promotion: {'promoted to champion' if promo.get('promoted') else 'not promoted'}"
              f" - {promo.get('reason')}")
+        for g in promo.get("guardrails") or ():
+            state = "no users" if g.get("drop") is None else ("BREACHED" if g.get("breached") else "ok")
+            _say(f"    guardrail {g.get('slice')}: {state}")
     champion = _champion(cfg)
     _say(f"  champion alias: {cfg.registry.model_name}@champion -> "
          + (f"version {champion}" if champion else "none yet"))
@@ -143,7 +146,10 @@ def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path)
     if recs:
         _say(f"  recommendations: top-K for {recs.get('users')} users by version {recs.get('model_version')}"
              f" -> {recs.get('published')}")
-    _say(f"  run folder: {layout.root}  (summary: {layout.report / 'summary.md'})")
+    _say(f"  run folder: {layout.root}")
+    if (layout.report / "compare.html").exists():
+        _say(f"  challenger vs champion: {layout.report / 'compare.html'}")
+    _say(f"  summary page: {layout.report / 'summary.html'}")
     _say()
     _say("Look at it:")
     uri = model.get("tracking_uri")

@@ -196,6 +196,17 @@ class RegistryConfig:
     # "<protocol>/<metric>" on the test split, e.g. full/NDCG@10.
     promotion_metric: str = "full/NDCG@10"
     min_improvement: float = _f(0.0, min=0.0)
+    # Promotion needs the lower bound of a paired bootstrap interval (test users resampled, seeded) of the
+    # challenger-minus-champion gain to be above min_improvement: a gain the test users' noise explains is no gain.
+    bootstrap_resamples: int = _f(1000, min=1)
+    bootstrap_level: float = _f(0.95, min=0.5, max=0.999)
+    bootstrap_seed: int = _f(2024, min=0)
+    # Slices (cold, new = items the champion never saw, head, torso, tail) whose promotion metric may not
+    # drop below the champion's by more than guardrail_max_drop (absolute), however well the whole set does.
+    guardrail_slices: tuple[str, ...] = _f(("tail", "cold", "new"), choices=("head", "torso", "tail", "cold", "new"))
+    guardrail_max_drop: float = _f(0.02, min=0.0)
+    # Nights of run history shown as trends on the comparison page.
+    report_nights: int = _f(14, min=1)
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,18 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]
     out.update({f"NDCG@{k}": ndcg(r, k) for k in ks})
     out["MRR"] = mrr(r)
     return out
+
+
+def per_user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """float64 [users]: each user's own value of ``metric`` ("HR@K", "NDCG@K" or "MRR"), whose mean is the
+    metric; what a paired comparison of two models on the same users resamples."""
+    r = _as_ranks(ranks)
+    name, _, k = metric.partition("@")
+    if name == "MRR" and not k:
+        return 1.0 / (r + 1.0)
+    if name in ("HR", "NDCG") and k.isdigit():
+        k = _check_k(int(k))
+        if name == "HR":
+            return (r < k).astype(np.float64)
+        return np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
+    raise ValueError(f"unknown metric {metric!r}: use HR@K, NDCG@K or MRR")

@@ -4,7 +4,8 @@ Airflow is configured entirely through environment variables (no edited airflow.
 ``<home>/airflow``, the repository's ``dags/`` folder, no example DAGs. ``airflow db migrate`` runs once per
 Airflow version (a marker file remembers it). A run is ``airflow dags test <dag> <logical date>``: the real
 scheduler loop and task runner in one process, without a scheduler or webserver to keep alive. Its full log
-goes to a file; the terminal gets one line per task.
+goes to a file, line by line (Great Expectations' registration chatter left out); the terminal gets one line
+per task and the stages' progress lines (epochs, gate reasons, the promotion decision).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple
 
+from unisem.progress import progress_text
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "dags"
 
@@ -24,6 +27,8 @@ _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
 _TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\w+)")
 _NEW_STATE = re.compile(r"new_state=(\w+)")
 _RUN_DONE = re.compile(r"DagRun Finished: .*?state=(\w+)")
+# Great Expectations logs one of these per expectation class it registers, at import: hundreds of lines.
+_NOISE = re.compile(r"Skipping registering function")
 
 
 class AirflowRun(NamedTuple):
@@ -96,7 +101,7 @@ def dags_test(dag_id: str, logical_date: str, env: Mapping[str, str], log_path: 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     state = None
-    with open(log_path, "w") as log:
+    with open(log_path, "w", buffering=1) as log:  # line-buffered: `tail -f` follows the run
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.Popen(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -104,9 +109,13 @@ def dags_test(dag_id: str, logical_date: str, env: Mapping[str, str], log_path: 
         assert proc.stdout is not None
         task_state, task_start = "unknown", start
         for line in proc.stdout:
+            if _NOISE.search(line):
+                continue
             log.write(line)
             now = time.monotonic()
-            if m := _TASK_START.search(line):
+            if progress and (text := progress_text(line)):
+                progress(f"[{now - start:5.0f}s]   {text}")
+            elif m := _TASK_START.search(line):
                 task_state, task_start = "unknown", now
                 if progress:
                     progress(f"[{now - start:5.0f}s] {m.group(1)} ...")

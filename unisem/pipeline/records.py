@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,16 +40,24 @@ def record_path(layout: RunLayout, stage: str) -> Path:
     return layout.pipeline / f"{stage}.json"
 
 
-def write_record(layout: RunLayout, stage: str, outputs: Mapping[str, Any]) -> Path:
-    record = {"stage": stage, "status": "ok", "finished_at": _now(), "outputs": dict(outputs)}
+def _timing(started_at: str | None, seconds: float | None) -> dict[str, Any]:
+    return {} if seconds is None else {"started_at": started_at, "seconds": round(float(seconds), 3)}
+
+
+def write_record(layout: RunLayout, stage: str, outputs: Mapping[str, Any], started_at: str | None = None,
+                 seconds: float | None = None) -> Path:
+    record = {"stage": stage, "status": "ok", "finished_at": _now(), "outputs": dict(outputs),
+              **_timing(started_at, seconds)}
     return write_text_atomic(record_path(layout, stage), json.dumps(record, indent=2, sort_keys=True, default=str))
 
 
-def write_failure(layout: RunLayout, stage: str, exc: BaseException) -> Path:
+def write_failure(layout: RunLayout, stage: str, exc: BaseException, started_at: str | None = None,
+                  seconds: float | None = None) -> Path:
     record = {
         "stage": stage,
         "status": "failed",
         "finished_at": _now(),
+        **_timing(started_at, seconds),
         "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc))[-4000:],
     }
@@ -107,13 +116,14 @@ def not_retried(exc: BaseException) -> BaseException:
 
 def recorded(layout: RunLayout, stage: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` and record its JSON-able result, or record the error and re-raise it (``not_retried``)."""
+    started_at, clock = _now(), time.monotonic()
     try:
         result = fn()
     except BaseException as exc:
-        write_failure(layout, stage, exc)
+        write_failure(layout, stage, exc, started_at, time.monotonic() - clock)
         failure = not_retried(exc)
         if failure is exc:
             raise
         raise failure from exc
-    write_record(layout, stage, result)
+    write_record(layout, stage, result, started_at, time.monotonic() - clock)
     return result

@@ -23,7 +23,8 @@ from unisem.home import RunLayout, demo_data_dir, embedding_cache_dir
 from unisem.pipeline import cluster
 from unisem.pipeline.records import STAGES, clear_records, read_records, recorded
 from unisem.pipeline.spec import RunSpec
-from unisem.pipeline.summary import build_summary, render_html, render_markdown
+from unisem.progress import say
+from unisem.pipeline.summary import COMPARE_PAGE, build_summary, render_html, render_markdown
 
 # The MLflow model-version tag that ties a registered version to the pipeline run that produced it.
 RUN_ID_TAG = "pipeline_run_id"
@@ -137,12 +138,16 @@ def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
             )
             verdict_path, report_path = layout.quality / "verdict.json", layout.quality / "report.html"
         verdict = _read_verdict(verdict_path)
+        reasons = gate_reasons(verdict)
+        say(__name__, f"quality gate: {verdict['verdict']}" + (f" ({len(reasons)} checks tripped)" if reasons else ""))
+        for reason in reasons:
+            say(__name__, f"quality gate: {reason}")
         return {
             "run_id": spec.run_id,
             "catalog": str(catalog),
             "interactions": str(interactions),
             "verdict": verdict["verdict"],
-            "reasons": gate_reasons(verdict),
+            "reasons": reasons,
             "verdict_path": str(verdict_path),
             "report_path": str(report_path),
         }
@@ -217,14 +222,56 @@ def embed(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any]) -> dic
     return recorded(layout, "embed", body)
 
 
-def _train_outputs(result: Any) -> dict[str, Any]:
+HISTORY_FILE = "history.json"
+
+
+def _train_outputs(result: Any, history_path: Path) -> dict[str, Any]:
+    """The per-epoch history goes to a file (it outgrows an XCom); downstream stages get its path."""
+    write_text_atomic(history_path, json.dumps([dict(h) for h in result.history], indent=1, default=float))
     return {
         "model_dir": str(result.model_dir),
         "best_epoch": int(result.best_epoch),
         "best_metrics": {k: float(v) for k, v in dict(result.best_metrics).items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)},
-        "history": [dict(h) for h in result.history],
+        "history_path": str(history_path),
     }
+
+
+def read_history(trained: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The training history of a train stage's outputs: inline (older records) or from ``history_path``."""
+    if trained.get("history"):
+        return [dict(h) for h in trained["history"]]
+    path = trained.get("history_path")
+    if not path:
+        return []
+    try:
+        return list(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StageError(f"{path}: cannot read the training history: {exc}") from exc
+
+
+def _train_library(cfg: UnisemConfig, spec: RunSpec, features_dir: Path, embeddings_dir: Path) -> dict[str, Any]:
+    """Train under an MLflow run started now, epochs logged into it live; registration finishes the run."""
+    from unisem.registry.tracking import EpochMetrics, finish_run, log_run_inputs, start_training_run, tracking_uri
+    from unisem.train.ray_trainer import train_with_ray
+
+    layout = spec.layout()
+    try:
+        run_id: str | None = start_training_run(cfg, spec.run_id, {RUN_ID_TAG: spec.run_id})
+        verdict = layout.quality / "verdict.json"
+        log_run_inputs(cfg, run_id, features_dir, verdict if verdict.exists() else None)
+    except Exception as exc:  # noqa: BLE001 - MLflow down: train anyway; register makes the run (or says why)
+        say(__name__, f"train: no live MLflow run at {tracking_uri(cfg)} ({type(exc).__name__}: {exc}); "
+                      "the history is logged at registration")
+        run_id = None
+    try:
+        result = train_with_ray(cfg, features_dir, embeddings_dir, layout.training,
+                                on_epoch=EpochMetrics(tracking_uri(cfg), run_id) if run_id else None)
+    except BaseException:
+        if run_id:
+            finish_run(cfg, run_id, "FAILED")
+        raise
+    return {**_train_outputs(result, layout.training / HISTORY_FILE), "mlflow_run_id": run_id}
 
 
 def train(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedded: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,9 +284,7 @@ def train(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedd
         features_dir = Path(_need(featured, "features_dir", "train"))
         embeddings_dir = Path(_need(embedded, "embeddings_dir", "train"))
         if cluster.ray_mode(cfg.orchestration.ray_address) == "library":
-            from unisem.train.ray_trainer import train_with_ray
-
-            return _train_outputs(train_with_ray(cfg, features_dir, embeddings_dir, layout.training))
+            return _train_library(cfg, spec, features_dir, embeddings_dir)
         # On the cluster the same stage runs as the Ray Job's entry point, with an empty Ray address so that
         # it trains on the cluster it runs in; its record is the result.
         job_spec = spec._replace(overrides=(*spec.overrides, "orchestration.ray_address="))
@@ -279,7 +324,7 @@ def evaluate(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], tra
         cfg = spec.config()
         report = evaluate_model_dir(Path(_need(trained, "model_dir", "evaluate")),
                                     Path(_need(featured, "features_dir", "evaluate")), cfg, split="test",
-                                    out_dir=layout.evaluation, history=trained.get("history"))
+                                    out_dir=layout.evaluation, history=read_history(trained))
         return {"metrics_path": str(layout.evaluation / "metrics.json"), "headline": headline_metrics(report)}
 
     return recorded(layout, "evaluate", body)
@@ -323,21 +368,31 @@ def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], eval
         _need(evaluated, "metrics_path", "register")
         existing = find_registered(cfg, spec.run_id)
         if existing is not None:
+            started = trained.get("mlflow_run_id")
+            if started and started != existing.get("mlflow_run_id"):
+                from unisem.registry.tracking import finish_run
+
+                finish_run(cfg, str(started), "KILLED")  # a retrained rerun whose model is not registered
             return {**existing, "reused": True}
         train_out = dict(trained)
-        if "history" not in train_out:  # the DAG passes the train result without it; the record keeps it
+        if "history" not in train_out and "history_path" not in train_out:  # an older DAG's stripped XCom
             recorded_train = read_records(layout).get("train") or {}
             train_out = {**(recorded_train.get("outputs") or {}), **train_out}
         result = TrainResult(model_dir=Path(_need(train_out, "model_dir", "register")),
                              best_epoch=int(train_out.get("best_epoch", 0)),
                              best_metrics=dict(train_out.get("best_metrics") or {}),
-                             history=list(train_out.get("history") or ()))
-        reg = log_and_register(cfg, layout, result)
+                             history=read_history(train_out))
+        reg = log_and_register(cfg, layout, result, run_id=train_out.get("mlflow_run_id"))
         uri = configure(cfg)
         name = cfg.registry.model_name
         mlflow.MlflowClient(uri).set_model_version_tag(name, str(reg.version), RUN_ID_TAG, spec.run_id)
+        from unisem.registry.tracking import model_version_url, run_url
+
+        experiment_id = mlflow.MlflowClient(uri).get_run(reg.run_id).info.experiment_id
         return {"model_name": name, "version": str(reg.version), "model_uri": reg.model_uri,
-                "mlflow_run_id": reg.run_id, "tracking_uri": uri, "reused": False}
+                "mlflow_run_id": reg.run_id, "tracking_uri": uri, "reused": False,
+                "run_url": run_url(uri, experiment_id, reg.run_id),
+                "version_url": model_version_url(uri, name, str(reg.version))}
 
     return recorded(layout, "register", body)
 
@@ -416,17 +471,58 @@ def report(spec: RunSpec | Mapping[str, Any], expected: Sequence[str] = STAGES[:
     layout = spec.layout()
 
     def body() -> dict[str, Any]:
-        summary = build_summary(spec.run_id, read_records(layout), expected)
+        records = read_records(layout)
+        summary = build_summary(spec.run_id, records, expected)
         summary["config"] = {"file": spec.config_path, "overrides": list(spec.overrides)}
         summary["quality_published"] = publish_quality_report(spec).get("published")
         with atomic_dir(layout.report) as tmp:
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
             (tmp / "summary.md").write_text(render_markdown(summary))
-            (tmp / "summary.html").write_text(render_html(summary))
-        return {"summary_path": str(layout.report / "summary.json"), "status": summary["status"],
-                "markdown_path": str(layout.report / "summary.md")}
+            if "promote" in expected or "register" in expected:
+                (tmp / COMPARE_PAGE).write_text(compare_page(spec, layout))
+            (tmp / "summary.html").write_text(render_html(summary, layout.report))
+        pages = [layout.report / "summary.html", layout.report / COMPARE_PAGE]
+        _log_pages(spec, summary, pages)
+        out = {"summary_path": str(layout.report / "summary.json"), "status": summary["status"],
+               "markdown_path": str(layout.report / "summary.md"), "html_path": str(pages[0])}
+        if pages[1].exists():
+            out["compare_path"] = str(pages[1])
+        return out
 
     return recorded(layout, "report", body)
+
+
+def compare_page(spec: RunSpec, layout: RunLayout) -> str:
+    """The champion-vs-challenger page: this night's promotion record and the last nights' history."""
+    from unisem.pipeline.history import night_history
+    from unisem.pipeline.pages import render_compare_page
+
+    cfg = spec.config()
+    promotion_file = layout.registry / "promotion.json"
+    promotion = None
+    if promotion_file.exists():
+        try:
+            promotion = json.loads(promotion_file.read_text())
+        except json.JSONDecodeError:
+            promotion = None
+    nights = night_history(Path(spec.home), spec.run_id, cfg.registry.report_nights, cfg.registry.promotion_metric)
+    gate_report = "../quality/report.html" if (layout.quality / "report.html").exists() else None
+    return render_compare_page(spec.run_id, promotion, nights, cfg.registry.guardrail_slices, gate_report)
+
+
+def _log_pages(spec: RunSpec, summary: Mapping[str, Any], pages: Sequence[Path]) -> None:
+    """The pages go to the run's MLflow run too; a tracking store that is down costs only that copy."""
+    import logging
+
+    run_id = (summary.get("model") or {}).get("mlflow_run_id")
+    if not run_id:
+        return
+    try:
+        from unisem.registry.tracking import log_report_pages
+
+        log_report_pages(spec.config(), str(run_id), pages)
+    except Exception as exc:  # noqa: BLE001 - the report must be written whatever the tracking store does
+        logging.getLogger(__name__).warning("report pages not logged to MLflow run %s: %s", run_id, exc)
 
 
 def write_effective_config(spec: RunSpec | Mapping[str, Any]) -> Path:

@@ -17,7 +17,9 @@ restates the thresholds, which are already checks.
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
@@ -42,6 +44,10 @@ class FailedExpectation(NamedTuple):
         d = self._asdict()
         d["examples"] = list(self.examples)
         return d
+
+# GX logs "Skipping registering function ..." at INFO for each decorated function it imports (hundreds of
+# lines in a task log, nothing to act on); set before GX is first imported through this module.
+logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)
 
 
 class SuiteOutcome(NamedTuple):
@@ -142,10 +148,15 @@ def _checks_suite(cfg: UnisemConfig, measures: Mapping[str, float | None]):
     return out
 
 
-def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None], cfg: UnisemConfig, docs_dir: Path):
-    """Validate the three suites, building the Data Docs site in ``docs_dir``; returns one outcome per suite."""
+def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None], cfg: UnisemConfig, docs_dir: Path,
+               run_name: str | None = None):
+    """Validate the three suites, building the Data Docs site in ``docs_dir``; returns one outcome per suite.
+
+    ``run_name`` (the pipeline run id) names the validations in Data Docs. The site is made readable offline
+    afterwards (``offline_data_docs``)."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
 
     import pandas as pd
 
@@ -174,7 +185,8 @@ def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None
                 result_format={"result_format": "SUMMARY"},
             )
         )
-        result = checkpoint.run(batch_parameters={"dataframe": frame})
+        result = checkpoint.run(batch_parameters={"dataframe": frame},
+                                run_id=RunIdentifier(run_name=run_name) if run_name else None)
         failed = [r for run in result.run_results.values() for r in run.results if not r.success]
         outcomes.append(
             SuiteOutcome(
@@ -186,4 +198,33 @@ def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None
                 failures=tuple(_failure(name, r) for r in failed),
             )
         )
+    offline_data_docs(docs_dir)
     return outcomes
+
+
+# Tags that make a browser fetch from the network: stylesheets, scripts, fonts, images.
+_REMOTE_TAG = re.compile(
+    r"""<link\b[^>]*\bhref\s*=\s*["']?(?:https?:)?//[^>]*>|<script\b[^>]*\bsrc\s*=\s*["']?(?:https?:)?//[^>]*>\s*</script>"""
+    r"""|<img\b[^>]*\bsrc\s*=\s*["']?(?:https?:)?//[^>]*>""",
+    re.I,
+)
+# Replaces the CDN's Bootstrap and GX's own styles with enough to read the tables.
+_OFFLINE_STYLE = (
+    "<style>body{font-family:sans-serif;margin:1em} table{border-collapse:collapse;margin:.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px} .collapse:not(.show){display:block}"
+    ".d-none{display:block!important} .fade{opacity:1}</style>"
+)
+
+
+def offline_data_docs(docs_dir: Path) -> int:
+    """Strip the network assets from every page of a Data Docs site (pipelines run without internet; GX's
+    pages stay blank waiting for them) and add a small inline stylesheet; returns the pages changed."""
+    changed = 0
+    for page in Path(docs_dir).rglob("*.html"):
+        text = page.read_text(errors="replace")
+        stripped = _REMOTE_TAG.sub("", text)
+        if stripped != text:
+            stripped = stripped.replace("</head>", _OFFLINE_STYLE + "</head>", 1)
+            page.write_text(stripped)
+            changed += 1
+    return changed

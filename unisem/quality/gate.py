@@ -22,6 +22,7 @@ from typing import NamedTuple
 from unisem.atomic import atomic_dir
 from unisem.config import UnisemConfig
 from unisem.data.contract import DataContractError
+from unisem.progress import say
 from unisem.quality.checks import FAIL, PASS, WARN, CheckResult, evaluate_checks, failing_first, verdict as decide
 
 VERDICT_FILE = "verdict.json"
@@ -93,6 +94,7 @@ def run_gate(
     spark = spark_session(resolve_master(None, cfg.orchestration.spark_master))
     inputs = read_inputs(spark, catalog, interactions)
     started = time.perf_counter()
+    say(__name__, f"validate: measuring {catalog.name} and {interactions.name} on Spark")
     try:
         prof = profile(inputs.catalog, inputs.interactions, cfg)
     except spark_errors() as exc:
@@ -104,9 +106,12 @@ def run_gate(
     timings = {"measures": time.perf_counter() - started}
     measures = {**prof.measures, **drift_measures(baseline, prof.measures, prof.item_frequency)}
     checks = evaluate_checks(cfg.quality, measures)
+    say(__name__, f"validate: measures in {timings['measures']:.0f}s; running the Great Expectations suites")
     with atomic_dir(out_dir) as tmp:
         try:
-            outcomes = run_suites(spark, inputs.catalog, inputs.interactions, measures, cfg, tmp / DATA_DOCS_DIR)
+            # Data Docs name each validation by the run (the run folder holding out_dir), not "__none__".
+            outcomes = run_suites(spark, inputs.catalog, inputs.interactions, measures, cfg, tmp / DATA_DOCS_DIR,
+                                  run_name=Path(out_dir).resolve().parent.name)
         except spark_errors() as exc:
             raise DataContractError(f"{catalog} / {interactions}: Great Expectations could not validate: {spark_error_summary(exc)}") from exc
         timings["great_expectations"] = time.perf_counter() - started - timings["measures"]

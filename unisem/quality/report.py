@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Mapping
 
 from unisem.quality import distribution as dist
-from unisem.quality.checks import CheckResult, failing_first
+from unisem.quality.checks import CheckResult
 
 PLOTS = ("long_tail.png", "lorenz.png", "title_lengths.png", "sequence_lengths.png")
 
@@ -79,8 +79,57 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def _evidence(baseline: Mapping | None, expectations_failed: list[dict], offenders: Mapping[str, list[dict]]) -> str:
-    """The drift baseline compared with, failed expectations and example offending rows, as HTML."""
+# One line per check: what crossing it says about the data.
+CHECK_MEANINGS = {
+    "max_missing_item_id_share": "catalog rows without an item id cannot be recommended or joined",
+    "max_duplicate_item_id_share": "one id on several catalog rows: which text describes the item is ambiguous",
+    "min_title_share": "items without a title have little text for their semantic tokens",
+    "min_median_title_length": "very short titles carry little meaning for the text encoder",
+    "max_html_share": "HTML markup in titles leaks tags into the item text",
+    "max_control_char_share": "control characters point to a broken export or encoding",
+    "max_mojibake_share": "mis-decoded text (UTF-8 read as Latin-1) garbles the item text",
+    "max_duplicate_title_share": "many items with the same title become indistinguishable by text",
+    "max_normalized_duplicate_title_share": "titles equal up to case and punctuation: near-duplicate items",
+    "max_empty_text_share": "items whose built text is too short get near-random semantic tokens",
+    "min_brand_share": "few items with a brand: a useful part of the item text is missing",
+    "min_category_share": "few items with categories: a useful part of the item text is missing",
+    "max_invalid_price_share": "negative or absurd prices point to a broken price column",
+    "max_unknown_item_share": "interactions with items not in the catalog are dropped",
+    "max_duplicate_event_share": "repeated identical events inflate popularity",
+    "max_top1pct_share": "the top 1% of items take most interactions: popularity dominates",
+    "max_gini": "interactions concentrate on few items (Gini of item frequency)",
+    "max_items_below_min_share": "many items with too few interactions to learn their ID embedding",
+    "max_short_user_share": "many users are too short to train on and are dropped",
+    "max_popularity_kl": "the item popularity distribution moved away from the last accepted night",
+    "max_catalog_shrinkage": "the catalog lost items since the last accepted night",
+    "max_user_count_change": "the number of users changed sharply since the last accepted night",
+}
+DRIFT_CHECKS = ("max_popularity_kl", "max_catalog_shrinkage", "max_user_count_change")
+
+
+def check_rows(checks: list[CheckResult]) -> list[dict]:
+    """One row per check with both levels: its state (the worst level crossed, ``ok``, or ``no baseline
+    yet`` for drift on the first accepted night), observed value, warn and fail levels and meaning;
+    crossed checks first (fail before warn), then the rest in config order."""
+    by_check: dict[str, dict] = {}
+    for c in checks:
+        row = by_check.setdefault(c.check, {"check": c.check, "measure": c.measure, "observed": c.observed,
+                                            "warn": None, "fail": None, "state": "ok",
+                                            "meaning": CHECK_MEANINGS.get(c.check, "")})
+        row[c.severity] = c.threshold
+        if not c.passed and (row["state"] == "ok" or c.severity == "fail"):
+            row["state"] = c.severity
+    for row in by_check.values():
+        if row["observed"] is None and row["state"] == "ok":
+            row["state"] = "no baseline yet" if row["check"] in DRIFT_CHECKS else "not measured"
+    rank = {"fail": 0, "warn": 1}
+    return sorted(by_check.values(), key=lambda r: rank.get(r["state"], 2))
+
+
+def _evidence(baseline: Mapping | None, expectations_failed: list[dict], offenders: Mapping[str, list[dict]],
+              shown_in_table: set[str] = frozenset()) -> str:
+    """The drift baseline compared with, failed expectations and the example offending rows of what the
+    checks table does not show (failed expectations), as HTML."""
     parts = []
     if baseline:
         parts.append(f"<p>Drift baseline: {html.escape(str(baseline.get('note', '')))}.</p>")
@@ -96,7 +145,7 @@ def _evidence(baseline: Mapping | None, expectations_failed: list[dict], offende
     if offenders:
         blocks = []
         for check, rows in offenders.items():
-            if not rows:
+            if not rows or check in shown_in_table:
                 continue
             key = "user_id" if "user_id" in rows[0] else "item_id"
             cells = "".join(f"<tr><td>{html.escape(str(r.get(key)))}</td><td>{_fmt(r.get('value'))}</td></tr>"
@@ -107,18 +156,29 @@ def _evidence(baseline: Mapping | None, expectations_failed: list[dict], offende
     return "".join(parts)
 
 
+def offender_text(row: Mapping) -> str:
+    """One offending row as ``id: value`` (the id column is the item's or the user's)."""
+    key = "user_id" if "user_id" in row else "item_id"
+    return f"{row.get(key)}: {row.get('value')}"
+
+
 def write_report(path: Path, verdict: str, checks: list[CheckResult], measures: Mapping[str, float | None],
                  plots: list[Path], suites: list[dict], inputs: Mapping[str, str], baseline: Mapping | None = None,
                  expectations_failed: list[dict] = (), offenders: Mapping[str, list[dict]] | None = None) -> Path:
+    """The gate's page. ``offenders``: example offending rows per check (ids and values), shown beside it."""
     colour = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}[verdict]
     rows = []
-    for c in failing_first(checks):
-        state = "ok" if c.passed else c.severity.upper()
-        style = "" if c.passed else f' style="color:{"#c62828" if c.severity == "fail" else "#ef6c00"};font-weight:bold"'
-        op = "≤" if c.check.startswith("max_") else "≥"
+    for r in check_rows(checks):
+        state = r["state"]
+        style = {"fail": ' style="color:#c62828;font-weight:bold"', "warn": ' style="color:#ef6c00;font-weight:bold"'}
+        op = "≤" if r["check"].startswith("max_") else "≥"
+        shown = [offender_text(v) for v in (offenders or {}).get(r["check"], ())][:5]
+        sample = "; ".join(html.escape(v[:80]) for v in shown)
         rows.append(
-            f"<tr{style}><td>{state}</td><td>quality.{c.check}</td><td>{c.severity}</td>"
-            f"<td>{_fmt(c.observed)}</td><td>{op} {_fmt(c.threshold)}</td></tr>"
+            f"<tr{style.get(state, '')}><td>{html.escape(state.upper() if state in style else state)}</td>"
+            f"<td>quality.{r['check']}</td><td>{html.escape(r['meaning'])}</td>"
+            f"<td>{_fmt(r['observed']) if r['observed'] is not None else html.escape(state)}</td>"
+            f"<td>{op} {_fmt(r['warn'])}</td><td>{op} {_fmt(r['fail'])}</td><td>{sample}</td></tr>"
         )
     images = "".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></figure>'
@@ -144,9 +204,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} figure{{display:i
 <p>{summary}. Catalog <code>{html.escape(inputs.get('catalog', ''))}</code>, interactions
 <code>{html.escape(inputs.get('interactions', ''))}</code>. Great Expectations Data Docs:
 <a href="data_docs/index.html">data_docs/index.html</a>; machine-readable verdict: <a href="verdict.json">verdict.json</a>.</p>
-<h2>Checks (failing first)</h2>
-<table><tr><th>state</th><th>setting</th><th>severity</th><th>observed</th><th>threshold</th></tr>{''.join(rows)}</table>
-{_evidence(baseline, list(expectations_failed), offenders or {})}
+<h2>Checks (crossed first)</h2>
+<table><tr><th>state</th><th>setting</th><th>meaning</th><th>observed</th><th>warn level</th><th>fail level</th>
+<th>examples</th></tr>{''.join(rows)}</table>
+{_evidence(baseline, list(expectations_failed), offenders or {}, {c.check for c in checks})}
 <h2>Plots</h2>{images}
 <h2>Great Expectations suites</h2>
 <table><tr><th>suite</th><th>result</th><th>expectations</th><th>critical failed</th><th>warning failed</th></tr>{suite_rows}</table>

@@ -73,12 +73,15 @@ def log_and_register(
     features_dir: Path | None = None,
     embeddings_dir: Path | None = None,
     data_paths: Iterable[str | Path] | None = None,
+    run_id: str | None = None,
 ) -> RegistrationResult:
     """One MLflow run for this training (params, curves, evaluation, plots, quality report, data version),
     the model logged as a pyfunc, registered as a new version of cfg.registry.model_name with alias
     ``challenger`` and tags (data version, code version, gate verdict, metrics).
 
     ``train_result`` is ``unisem.train.TrainResult`` (model_dir, best_epoch, best_metrics, history).
+    ``run_id``: the run the training was logged into live (``tracking.start_training_run``); the model and
+    the evaluation go into it and it is finished here, else a new run is made for them.
     Rerunning for the same run folder and the same model bytes returns the existing version (idempotent).
     A run whose data failed the quality gate is refused.
     """
@@ -123,9 +126,14 @@ def log_and_register(
         if previous is not None:
             return previous
 
-        with mlflow.start_run(experiment_id=experiment_id, run_name=layout.root.name) as run:
+        history = train_result.history
+        if run_id is not None and "loss" in client.get_run(run_id).data.metrics:
+            history = ()  # logged live, epoch by epoch
+        start = {"run_id": run_id} if run_id is not None else {"experiment_id": experiment_id,
+                                                               "run_name": layout.root.name}
+        with mlflow.start_run(**start) as run:
             paths = data_paths if data_paths is not None else [p for p in (features_dir,) if p.exists()]
-            tags = log_training_run(cfg, layout, train_result.history, evaluation, paths)
+            tags = log_training_run(cfg, layout, history, evaluation, paths, params=run_id is None)
             mlflow.log_metric("best_epoch", float(train_result.best_epoch))
             best = {metric_key("best/valid/" + k): v for k, v in numeric_leaves(train_result.best_metrics).items()}
             if best:
@@ -142,9 +150,10 @@ def log_and_register(
         "best_epoch": str(train_result.best_epoch),
         "run_folder": str(layout.root),
     }
-    if evaluation is not None:
+    if evaluation is not None:  # the headline only: every metric is on the run, one click away
+        headline = {metric_key(f"test/{p}/{m}") for p in ("full", "sampled-99") for m in ("NDCG@10", "HR@10")}
         version_tags.update(
-            {f"metric.{k}": f"{v:.6g}" for k, v in evaluation_metrics(evaluation).items() if "/slice/" not in k}
+            {f"metric.{k}": f"{v:.6g}" for k, v in evaluation_metrics(evaluation).items() if k in headline}
         )
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, value)

@@ -142,20 +142,63 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def data_version(paths: Iterable[str | Path]) -> str:
-    """A sha256 over the contents of the given files and folders.
+def _row_digests(table) -> list[str]:
+    """sha256 of each row as canonical JSON (keys sorted), so column order and row order do not matter."""
+    return sorted(
+        hashlib.sha256(json.dumps(row, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+        for row in table.to_pylist()
+    )
 
-    Within a folder the per-file digests are sorted, so Spark's random part-file names and listing order do
-    not change the version; the same bytes give the same version on any machine. Bookkeeping files
-    (``manifest.json``, ``_SUCCESS``, ``.crc``, hidden files) are left out because they record how a folder
-    was written, not what it holds.
+
+def table_digest(files: Iterable[Path]) -> str:
+    """A sha256 over the sorted rows of the Parquet part files of one table, with its column names and types.
+
+    Spark writes the same rows into a different number of part files, with different names, compression
+    and row order from one run to the next; none of that is the data, so none of it enters the digest.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f))
+        except (OSError, pa.ArrowException) as exc:
+            raise ValueError(f"{f}: cannot read as Parquet to compute a data version: {exc}") from exc
+    table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+    schema = sorted(f"{field.name}:{field.type}" for field in table.schema)
+    rows = _row_digests(table)
+    h = hashlib.sha256()
+    h.update(json.dumps({"schema": schema, "rows": len(rows)}).encode())
+    for d in rows:
+        h.update(d.encode())
+    return h.hexdigest()
+
+
+def data_version(paths: Iterable[str | Path]) -> str:
+    """A sha256 over the contents of the given files and folders: the same data give the same version.
+
+    Parquet is digested by content (``table_digest``: sorted rows, column names and types), one table per
+    folder of part files, so reruns and part-file layouts do not change the version; other files by their
+    bytes. Within a folder the table and file digests are sorted, so names and listing order do not matter
+    either. Bookkeeping files (``manifest.json``, ``_SUCCESS``, ``.crc``, hidden files) are left out because
+    they record how a folder was written, not what it holds.
     """
     h = hashlib.sha256()
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise FileNotFoundError(f"{path}: cannot compute a data version, the path does not exist")
-        digests = sorted(file_sha256(p) for p in _files(path))
+        tables: dict[Path, list[Path]] = {}
+        digests = []
+        for f in _files(path):
+            if f.suffix == ".parquet":
+                # part files of one table share a folder; a lone .parquet file beside them is its own table
+                tables.setdefault(f if f.parent == path or path.is_file() else f.parent, []).append(f)
+            else:
+                digests.append(file_sha256(f))
+        digests += [table_digest(sorted(files)) for files in tables.values()]
+        digests.sort()
         h.update(f"{len(digests)}\n".encode())
         for d in digests:
             h.update(d.encode())
@@ -196,6 +239,7 @@ def log_training_run(
     history: Iterable[Mapping[str, Any]] = (),
     evaluation: Mapping[str, Any] | None = None,
     data_paths: Iterable[str | Path] | None = None,
+    params: bool = True,
 ) -> dict[str, str]:
     """Log one training run into the active MLflow run and return the tags that describe its data.
 
@@ -205,7 +249,8 @@ def log_training_run(
     """
     import mlflow
 
-    mlflow.log_params(config_params(cfg))
+    if params:  # a run started by start_training_run has them already
+        mlflow.log_params(config_params(cfg))
     log_history(history)
     if evaluation is None:
         metrics_file = layout.evaluation / "metrics.json"
@@ -246,3 +291,125 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "") if sha else "unknown"
+
+
+# ---------------------------------------------------------------------------------------------- training run
+# MLflow's UI files an experiment without this tag under "GenAI apps"; ours trains models.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow stores a dataset digest in 36 characters; the full sha256 is the run's data_version tag.
+DATASET_DIGEST_CHARS = 36
+
+
+def ensure_training_experiment(cfg: UnisemConfig) -> str:
+    """``ensure_experiment``, tagged as a model-training experiment (so the UI opens it on its runs)."""
+    experiment_id = ensure_experiment(cfg)
+    store = client(cfg)
+    exp = store.get_experiment(experiment_id)
+    if (exp.tags or {}).get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        store.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment_id
+
+
+def start_training_run(cfg: UnisemConfig, run_name: str, tags: Mapping[str, str] | None = None) -> str:
+    """Create the MLflow run of one training, before it starts, with the config as params; its id.
+
+    The run stays RUNNING while the workers log epochs into it (``EpochMetrics``) and is finished by the
+    registration that logs the model into it, so its duration in MLflow is the training's.
+    """
+    from mlflow.entities import Param
+
+    experiment_id = ensure_training_experiment(cfg)
+    store = client(cfg)
+    run = store.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+    params = [Param(k, v[:6000]) for k, v in config_params(cfg).items()]
+    for start in range(0, len(params), 100):  # MLflow's batch limit is 100 params
+        store.log_batch(run.info.run_id, params=params[start:start + 100])
+    return run.info.run_id
+
+
+def finish_run(cfg: UnisemConfig, run_id: str, status: str = "FINISHED") -> None:
+    """End a run started by ``start_training_run`` (``FAILED`` when its training failed)."""
+    client(cfg).set_terminated(run_id, status)
+
+
+class EpochMetrics:
+    """Logs each epoch's record into an MLflow run as it happens (step = epoch); picklable, so Ray ships
+    it to the rank-0 worker. A tracking server that fails mid-training costs the live curve, not the
+    training: the error is warned about once and the history is logged again at registration."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri, self.run_id = uri, run_id
+        self.failed = False
+
+    def __call__(self, record: Mapping[str, Any]) -> None:
+        if self.failed:
+            return
+        import time
+        import warnings
+
+        import mlflow
+        from mlflow.entities import Metric
+
+        step = int(record.get("epoch", 0))
+        now = int(time.time() * 1000)
+        metrics = [Metric(metric_key(k), v, now, step) for k, v in numeric_leaves(record).items() if k != "epoch"]
+        try:
+            mlflow.MlflowClient(tracking_uri=self.uri).log_batch(self.run_id, metrics=metrics)
+        except Exception as exc:  # noqa: BLE001 - any tracking failure; training goes on
+            self.failed = True
+            warnings.warn(f"MLflow at {self.uri}: cannot log epoch {step} of run {self.run_id} live: {exc}")
+
+
+def dataset_input(path: Path, name: str, digest: str, context: str):
+    """A ``DatasetInput`` for ``log_inputs``: a local folder or file with our content digest."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())), name=name,
+                          digest=digest[:DATASET_DIGEST_CHARS])
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+
+
+def log_run_inputs(cfg: UnisemConfig, run_id: str, features_dir: Path, verdict_file: Path | None) -> dict[str, str]:
+    """Log the features (context ``training``) and the quality verdict (context ``quality``) as the run's
+    inputs, each with a content digest, and tag the run with the full ``data_version``; the tags."""
+    features_dir = Path(features_dir)
+    version = data_version([features_dir])
+    inputs = [dataset_input(features_dir, "features", version, "training")]
+    tags = {"data_version": version}
+    if verdict_file is not None and Path(verdict_file).exists():
+        digest = file_sha256(Path(verdict_file))
+        inputs.append(dataset_input(Path(verdict_file), "quality_verdict", digest, "quality"))
+        try:
+            tags["gate_verdict"] = str(json.loads(Path(verdict_file).read_text()).get("verdict"))
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    store = client(cfg)
+    store.log_inputs(run_id, datasets=inputs)
+    for key, value in tags.items():
+        store.set_tag(run_id, key, value)
+    return tags
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The run's page in the MLflow UI when the tracking store is an HTTP server; None for a local store."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(uri: str, name: str, version: str) -> str | None:
+    """The model version's page in the MLflow UI for an HTTP tracking server; None for a local store."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
+
+
+def log_report_pages(cfg: UnisemConfig, run_id: str, files: Iterable[Path]) -> None:
+    """Attach the run's report pages to its MLflow run (artifact folder ``report``)."""
+    store = client(cfg)
+    for f in files:
+        if Path(f).exists():
+            store.log_artifact(run_id, str(f), "report")

@@ -22,6 +22,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from unisem.atomic import atomic_file, write_text_atomic
+from unisem.progress import say
 from unisem.text.encoder import TextEncoder
 
 SHARD_GLOB = "shard-*.safetensors"
@@ -155,6 +156,9 @@ def embed_texts(
         vectors[rows] = encoded
         if cache is not None:
             cache.put([unique_keys[r] for r in rows], encoded)
+        say(__name__, f"embedding {start + len(rows)}/{len(missing)} texts encoded ({int(found.sum())} cached)")
+    if not len(missing):
+        say(__name__, f"embedding 0/0 texts encoded (all {len(unique_keys)} distinct texts cached)")
     position = {key: i for i, key in enumerate(unique_keys)}
     out = vectors[[position[k] for k in keys]] if keys else np.zeros((0, encoder.dim), np.float32)
     stats = EmbedStats(len(texts), len(unique_keys), int(found.sum()), len(missing))

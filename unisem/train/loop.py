@@ -10,7 +10,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -20,8 +20,10 @@ from unisem.data.dataset import SequenceDataset
 from unisem.model.network import build_network, unwrap
 from unisem.model.recommender import Recommender
 from unisem.model.storage import save_model
+from unisem.progress import say
 from unisem.train.checkpoint import BEST, load_checkpoint, save_checkpoint
 from unisem.train.examples import length_batches, sample_negatives, training_arrays, trim_padding
+from unisem.train.progress import epoch_line
 from unisem.train.runtime import LocalRuntime, TrainRuntime
 from unisem.train.seeding import configure_threads, seed_everything
 
@@ -74,7 +76,10 @@ def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.to(device)
 
 
-def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir: Path, runtime: TrainRuntime | None = None) -> TrainResult:
+def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir: Path, runtime: TrainRuntime | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train until early stopping; the main worker prints one line per epoch and hands each epoch's record to
+    ``on_epoch`` (e.g. live MLflow metrics) as soon as it is known."""
     runtime = runtime or LocalRuntime()
     out_dir = Path(out_dir)
     t = cfg.training
@@ -158,6 +163,9 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
         loop["epoch"] = epoch + 1
         checkpoint = None
         if runtime.is_main:
+            say(__name__, epoch_line(record, t.max_epochs, metric, improved))
+            if on_epoch is not None:
+                on_epoch(dict(record))
             checkpoint = save_checkpoint(ckpt_dir, net, opt, loop, sampler, model_dir if model_dir.exists() else None)
         runtime.report(record, checkpoint)
 

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -147,7 +147,7 @@ def _train_worker(config: dict[str, Any]) -> dict[str, Any]:
         fail_at_epoch=_injected_failure_epoch(config),
         marker=out_dir / f".failure-injected-at-epoch-{config.get('fail_at_epoch')}",
     )
-    result = fit(cfg, data, text, out_dir, runtime)
+    result = fit(cfg, data, text, out_dir, runtime, on_epoch=config.get("on_epoch"))
     return {
         "model_dir": str(result.model_dir),
         "best_epoch": int(result.best_epoch),
@@ -180,13 +180,15 @@ def ensure_ray(cfg: UnisemConfig) -> bool:
     return True
 
 
-def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, out_dir: Path):
+def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, out_dir: Path,
+                   on_epoch: Callable[[dict], None] | None = None):
     """Train with ``TorchTrainer`` and return ``unisem.train.TrainResult`` (model in ``out_dir/model``).
 
     ``training.num_workers`` workers (0 runs the training function in this process, Ray's local mode),
     ``cpus_per_worker`` CPUs and one GPU each when ``use_gpu``; ``max_failures`` restarts after a worker
     dies, resuming from the last reported checkpoint. Ray's own run folder (checkpoints, the best two by
     the early-stopping metric plus the latest) is ``out_dir/ray/``; ``out_dir/ray_run.json`` records the run.
+    ``on_epoch`` (picklable: it travels to the workers) gets each epoch's record on rank 0.
     """
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -212,6 +214,7 @@ def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, 
             "embeddings_dir": str(Path(embeddings_dir).resolve()),
             "out_dir": str(out_dir),
             "fail_at_epoch": os.environ.get(FAIL_ENV) or None,
+            "on_epoch": on_epoch,
         }
         metric = "valid/" + t.early_stopping_metric
         trainer = TorchTrainer(
