@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from unisem.data.dataset import pad_left
+from unisem.model.retrieval import chunked_top_k
 
 
 class Recommendations(NamedTuple):
@@ -104,17 +105,17 @@ class ServingModel:
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = True) -> Recommendations:
         """Top-``k`` item ids with scores per history; seen items (the whole history, not just the part the
         model reads) are excluded unless asked otherwise; fewer than ``k`` come back only when the catalog
-        runs out."""
+        runs out. States at trimmed length, the catalog walked in chunks with a running top-``k``."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        scores, rows = self.scores(histories)
-        if exclude_seen:
-            for b, row in enumerate(rows):
-                if row:
-                    scores[b, torch.as_tensor(row)] = float("-inf")
-        top = scores.topk(min(k, scores.shape[1] - 1), dim=1)
+        rows = [self.indices(h) for h in histories]
+        arrays = [np.asarray(r, dtype=np.int64) for r in rows]
+        rec = self.recommender
+        states = rec.user_states(torch.as_tensor(pad_left(arrays, self.max_len)))
+        seen = torch.as_tensor(pad_left(arrays, max([len(r) for r in rows] + [1]))) if exclude_seen else None
+        top_i, top_v = chunked_top_k(states, rec.table, min(k, rec.table.shape[0] - 1), seen)
         ids_out, scores_out = [], []
-        for idx, val in zip(top.indices.tolist(), top.values.tolist()):
+        for idx, val in zip(top_i.tolist(), top_v.tolist()):
             pairs = [(self.item_ids[i - 1], v) for i, v in zip(idx, val) if i > 0 and v != float("-inf")]
             ids_out.append([p[0] for p in pairs])
             scores_out.append([float(p[1]) for p in pairs])

@@ -39,7 +39,7 @@ def validation_metrics(network, cfg, data: SequenceDataset) -> dict[str, float]:
     from unisem.evaluate.protocols import evaluate
 
     rec = Recommender(network, cfg, data.item_ids, data.item_titles)
-    report = evaluate(rec.score, data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len, protocols=("full",), slices=False)
+    report = evaluate(rec.scorer(), data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len, protocols=("full",), slices=False)
     return dict(report.protocols["full"])
 
 
@@ -109,7 +109,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             opt.step()
             sums += [float(v.detach()) for v in loss]
             bar.set_postfix(loss=f"{float(loss.total.detach()):.4f}")
-        train_seconds = time.perf_counter() - start
+        train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
         start = time.perf_counter()
         model.eval()
@@ -125,6 +125,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             "commit_loss": float(sums[2] / n),
             "recon_loss": float(sums[3] / n),
             "train_seconds": train_seconds,
+            "train_cpu_seconds": train_cpu_seconds,
             "valid_seconds": valid_seconds,
             # process CPU time (all threads): on a shared machine wall time says more about the neighbours
             "cpu_seconds": time.process_time() - cpu_start,
