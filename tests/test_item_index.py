@@ -53,3 +53,26 @@ def test_few_probes_keep_most_of_the_exact_top_10():
     histories = [np.array([i]) for i in range(1, 5000, 25)]
     recall = index_recall(build_index(table, nlist=32), Model(table), histories, k=10, nprobe=4)
     assert 0.7 < recall <= 1.0
+
+
+def test_serving_answers_from_the_index_like_exact_search_when_every_cell_is_probed():
+    from synthetic_sequences import chain_dataset
+    from unisem.config import UnisemConfig, replace_in
+    from unisem.model import Recommender, build_network
+    from unisem.registry.serving import ServingModel
+
+    data, text = chain_dataset(items=300, users=40)
+    cfg = replace_in(UnisemConfig(), model={"dropout": 0.0, "id_dim": 8},
+                     quantizer={"codebook_size": 4, "code_dim": 8, "encoder_hidden": [16], "levels": 2},
+                     data={"max_seq_len": 10})
+    net = build_network(cfg, data.num_items, text, data.cold_items)
+    net.train().items.refresh_codes()
+    serving = ServingModel(Recommender(net, cfg, data.item_ids, data.item_titles))
+    histories = [[data.item_ids[i - 1] for i in h] for h in data.histories[:10]]
+    exact = serving.recommend(histories, k=5)
+    serving.use_index(build_index(serving.recommender.table, nlist=8), nprobe=8)
+    approx = serving.recommend(histories, k=5)
+    assert approx.item_ids == exact.item_ids
+    assert np.allclose(approx.scores, exact.scores, atol=1e-5)
+    serving.add_items(["new-item"], text[1:2])  # the index no longer covers the table: exact search again
+    assert serving.item_index is None

@@ -58,6 +58,8 @@ class ServingModel:
         self.item_ids: list[str] = list(recommender.item_ids)
         self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
         self.added: list[str] = []
+        self.item_index = None  # an approximate index (unisem.model.index.ItemIndex), or exact search
+        self.nprobe = 0
 
     @property
     def max_len(self) -> int:
@@ -79,6 +81,7 @@ class ServingModel:
         if not keep:
             return 0
         vectors, codes = new_item_vectors(self.recommender, emb[keep])
+        self.item_index = None
         rec = self.recommender
         rec.table = torch.cat([rec.table, vectors])
         if rec.semantic_ids is not None and codes is not None:
@@ -91,6 +94,18 @@ class ServingModel:
         if hasattr(rec, "_index"):
             del rec._index
         return len(keep)
+
+    def use_index(self, item_index, nprobe: int = 16) -> None:
+        """Answer ``recommend`` from an approximate index over this model's item table (None: exact again).
+
+        The index must cover the current table: items added afterwards are not in it, so adding items
+        drops it (exact search is always right; an index is only ever a faster approximation).
+        """
+        if item_index is not None and item_index.num_items != self.recommender.table.shape[0] - 1:
+            raise ValueError(
+                f"the item index covers {item_index.num_items} items but the model scores {self.recommender.table.shape[0] - 1}"
+            )
+        self.item_index, self.nprobe = item_index, nprobe
 
     def indices(self, history: Sequence[str]) -> list[int]:
         """Item indices of a history; ids this model does not know are left out (they carry no signal)."""
@@ -113,7 +128,11 @@ class ServingModel:
         rec = self.recommender
         states = rec.user_states(torch.as_tensor(pad_left(arrays, self.max_len)))
         seen = torch.as_tensor(pad_left(arrays, max([len(r) for r in rows] + [1]))) if exclude_seen else None
-        top_i, top_v = chunked_top_k(states, rec.table, min(k, rec.table.shape[0] - 1), seen)
+        if self.item_index is not None:
+            top_i = self.item_index.search(states, min(k, rec.table.shape[0] - 1), seen, self.nprobe)
+            top_v = torch.where(top_i > 0, (states[:, None, :] * rec.table[top_i]).sum(-1), float("-inf"))
+        else:
+            top_i, top_v = chunked_top_k(states, rec.table, min(k, rec.table.shape[0] - 1), seen)
         ids_out, scores_out = [], []
         for idx, val in zip(top_i.tolist(), top_v.tolist()):
             pairs = [(self.item_ids[i - 1], v) for i, v in zip(idx, val) if i > 0 and v != float("-inf")]
