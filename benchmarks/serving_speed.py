@@ -1,6 +1,6 @@
 """Top-10 for every Amazon Beauty user through the registered model, against a floor of the bare maths.
 
-    nice -n 10 .venv/bin/python benchmarks/serving_speed.py
+    .venv/bin/python benchmarks/serving_speed.py
 
 The model (default architecture, random weights, seeded random 384-d text embeddings: the costs do not
 depend on the values) is registered with MLflow and loaded back as ``models:/unisem@challenger``; its
@@ -129,7 +129,7 @@ def main() -> None:
     floor_cpu = min(r["cpu_s"] for r in runs["floor"])
     out = {
         "benchmark": "serving_speed",
-        "command": "nice -n 10 .venv/bin/python benchmarks/serving_speed.py " + shlex.join(sys.argv[1:]),
+        "command": " ".join([".venv/bin/python benchmarks/serving_speed.py", *map(shlex.quote, sys.argv[1:])]),
         "data": {"users": data.num_users, "items": data.num_items, "mean_history": round(float(lengths.mean()), 2)},
         "unisem_cpu_s": unisem_cpu,
         "floor_cpu_s": floor_cpu,
