@@ -47,7 +47,7 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variant", choices=(*MODELS, *BASELINES), required=True)
     p.add_argument("--distance", choices=("hybrid", "cosine", "euclidean"), default="hybrid")
-    p.add_argument("--loss", choices=("bce", "ce"), default="ce")
+    p.add_argument("--loss", choices=("bce", "ce", "sampled"), default="ce")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=10)

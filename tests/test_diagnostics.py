@@ -71,3 +71,14 @@ def test_embedding_params_from_config():
     assert embedding_params_for(cfg, 100).params == 2 * 16 * 64
     with pytest.raises(ValueError, match="unknown model variant"):
         embedding_param_count("both", 10)  # type: ignore[arg-type]
+
+
+def test_collision_groups_packed_keys_agree_with_tuple_comparison():
+    from unisem.evaluate.diagnostics import collision_groups
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 4, size=(500, 3))  # packed into int64 keys
+    wide = np.concatenate([small, rng.integers(0, 2**40, size=(500, 1)) * 0 + 2**40], axis=1)  # too wide to pack
+    _, inverse, counts = np.unique(small, axis=0, return_inverse=True, return_counts=True)
+    assert np.array_equal(collision_groups(small), counts[inverse.reshape(-1)])
+    assert np.array_equal(collision_groups(wide), collision_groups(small))

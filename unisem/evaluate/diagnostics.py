@@ -49,11 +49,22 @@ def codebook_usage(codes: np.ndarray, codebook_size: int) -> list[float]:
 
 
 def collision_groups(codes: np.ndarray) -> np.ndarray:
-    """int64 [N]: how many items (itself included) have each item's code tuple."""
+    """int64 [N]: how many items (itself included) have each item's code tuple.
+
+    O(N) memory and one sort whatever the catalog size (never an N x N comparison): each tuple is packed
+    into one int64 key when the codebooks are small enough (256^3 is), else rows are sorted as tuples.
+    """
     codes = _codes(codes)
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    base = int(codes.max()) + 1
+    if codes.shape[1] and base ** codes.shape[1] < 2**62:
+        keys = np.zeros(len(codes), dtype=np.int64)
+        for level in range(codes.shape[1]):
+            keys = keys * base + codes[:, level]
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    else:
+        _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     return counts[inverse.reshape(-1)]
 
 

@@ -36,6 +36,7 @@ import torch
 from unisem.config.schema import EvaluationConfig
 from unisem.data.dataset import SequenceDataset, pad_left, split_inputs
 from unisem.evaluate.metrics import metrics_from_ranks
+from unisem.model.retrieval import StateScorer, chunked_full_ranks
 
 FULL = "full"
 SAMPLED_PREFIX = "sampled-"
@@ -47,6 +48,9 @@ NEGATIVE_BLOCK_USERS = 16384
 NEGATIVE_BLOCK_KEYS = 1 << 24
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+# What evaluation accepts: a score function over the whole catalog, or a model as states x item table
+# (``StateScorer``), which is ranked over the catalog in chunks of items with bounded memory.
+Scorer = ScoreFn | StateScorer
 
 
 def sampled_protocol(negatives: int) -> str:
@@ -278,7 +282,7 @@ def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, negatives: torch.
 
 
 def compute_ranks(
-    score_fn: ScoreFn,
+    score_fn: Scorer,
     data: SequenceDataset,
     cfg: EvaluationConfig,
     split: str = "valid",
@@ -298,6 +302,9 @@ def compute_ranks(
     check_item_range(data)
     negatives = {p: cached_negatives(data, n, cfg.seed) for p, n in counts.items() if n is not None}
     ranks = {p: np.zeros(len(targets), dtype=np.int64) for p in protocols}
+    if isinstance(score_fn, StateScorer):
+        _state_ranks(score_fn, inputs, targets, max_len, batch_size, counts, negatives, ranks, data.num_items)
+        return ranks
     width = data.num_items + 1
     for start in range(0, len(targets), batch_size):
         stop = min(start + batch_size, len(targets))
@@ -315,6 +322,47 @@ def compute_ranks(
         with _one_cpu_thread(device):
             _rank_batch(scores, tgt, batch, start, counts, negatives, ranks)
     return ranks
+
+
+def _state_ranks(
+    scorer: StateScorer,
+    inputs: list[np.ndarray],
+    targets: np.ndarray,
+    max_len: int,
+    batch_size: int,
+    counts: dict[str, int | None],
+    negatives: dict[str, np.ndarray],
+    ranks: dict[str, np.ndarray],
+    num_items: int,
+) -> None:
+    """Ranks through user states and the item table: users in order of history length (so each batch's
+    forward is as wide as its longest history), the catalog in chunks of ``scorer.chunk_items`` items."""
+    table = scorer.table
+    if table.shape[0] != num_items + 1:
+        raise ValueError(f"the scorer's item table has {table.shape[0]} rows; expected {num_items + 1} (padding + items)")
+    lengths = np.fromiter((min(len(s), max_len) for s in inputs), dtype=np.int64, count=len(inputs))
+    order = np.argsort(lengths, kind="stable")
+    device = table.device
+    for start in range(0, len(order), batch_size):
+        users = order[start : start + batch_size]
+        batch = [inputs[u] for u in users]
+        width = max(int(lengths[users].max()), 1)
+        with torch.no_grad():
+            states = scorer.states(torch.from_numpy(pad_left(batch, width)).to(device))
+            tgt = torch.from_numpy(targets[users]).to(device)
+            for protocol, n in counts.items():
+                if n is None:
+                    longest = max((len(s) for s in batch), default=0)
+                    seen = torch.from_numpy(pad_left(batch, longest)).to(device) if longest else None
+                    r = chunked_full_ranks(states, table, tgt, seen, scorer.chunk_items)
+                else:
+                    block = torch.from_numpy(negatives[protocol][users]).to(device)
+                    cand = torch.cat([tgt[:, None], block], dim=1)
+                    scores = torch.einsum("bd,bnd->bn", states, table[cand])
+                    # column 0 is the target; negative slot j is column j + 1, an empty slot (0) stays 0 (ignored)
+                    local = torch.where(block > 0, torch.arange(1, cand.shape[1], device=device), 0)
+                    r = sampled_ranks(scores, torch.zeros_like(tgt), local)
+                ranks[protocol][users] = r.cpu().numpy()
 
 
 @contextlib.contextmanager
@@ -360,7 +408,7 @@ def _rank_batch(
 
 
 def evaluate(
-    score_fn: ScoreFn,
+    score_fn: Scorer,
     data: SequenceDataset,
     cfg: EvaluationConfig,
     split: str = "valid",
@@ -372,7 +420,8 @@ def evaluate(
     """Evaluate ``score_fn`` on one leave-one-out split under each protocol (and per slice).
 
     ``score_fn(LongTensor [B, max_len], left-padded with 0) -> Tensor [B, N+1]``; it is called under
-    ``torch.no_grad()``, and putting the model in eval mode is the caller's job. ``protocols`` defaults to
+    ``torch.no_grad()``, and putting the model in eval mode is the caller's job. A ``StateScorer`` (e.g.
+    ``Recommender.scorer()``) gives the same ranks with memory bounded by users x chunk instead of x N. ``protocols`` defaults to
     ``("full", "sampled-<cfg.sampled_negatives>")``, i.e. ``("full", "sampled-99")``.
     """
     ranks = compute_ranks(score_fn, data, cfg, split, max_len, batch_size, protocols)

@@ -113,7 +113,7 @@ def evaluate_model_dir(
     data = load_features(features_dir)
     check_same_catalog(model.item_ids, data.item_ids, model_dir, features_dir)
     report = evaluate(
-        model.score, data, cfg.evaluation, split=split, max_len=model.config.data.max_seq_len, batch_size=batch_size
+        model.scorer(), data, cfg.evaluation, split=split, max_len=model.config.data.max_seq_len, batch_size=batch_size
     )
     result = report.to_dict()
     result.update(

@@ -30,9 +30,12 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, T, d], or [B, 1, d] with ``last_only``: keys and values from every position, queries from the last."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q, mask, t = q[:, :, -1:], mask[:, :, -1:], 1
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
@@ -47,8 +50,11 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), mask))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        if last_only:
+            x = x[:, -1:] + self.drop(self.attn(self.norm1(x), mask, last_only=True))
+        else:
+            x = x + self.drop(self.attn(self.norm1(x), mask))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
@@ -69,7 +75,9 @@ class SASRec(nn.Module):
         self.blocks = nn.ModuleList([Block(dim, heads, ffn, dropout) for _ in range(blocks)])
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, vectors: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    def forward(self, vectors: torch.Tensor, padding: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """States [B, T, d]; with ``last_only`` just the last position's [B, d] (the user state at inference):
+        the last block then computes attention and feed-forward for that one query only."""
         t = vectors.shape[1]
         if t > self.max_len:
             raise ValueError(f"sequence width {t} exceeds data.max_seq_len={self.max_len}")
@@ -77,6 +85,8 @@ class SASRec(nn.Module):
         keep = (~padding).unsqueeze(-1).to(vectors.dtype)
         x = self.emb_drop(vectors * math.sqrt(self.dim) + pos[None]) * keep
         mask = attention_mask(padding)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if last_only and i == len(self.blocks) - 1:
+                return (self.norm(block(x, mask, last_only=True)) * keep[:, -1:])[:, 0]
             x = block(x, mask) * keep
         return self.norm(x) * keep

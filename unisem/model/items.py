@@ -13,6 +13,12 @@ from torch import nn
 from unisem.quantize.rqvae import RQVAE
 
 VARIANTS = ("unified", "id-only", "semantic-only")
+# Catalog rows per encoder pass when the whole catalog is encoded without gradient (evaluation tables, code
+# refreshes): bounds the encoder's activations (rows x 512 floats) whatever the catalog size.
+ENCODE_CHUNK_ROWS = 65536
+# Items the quantizer's k-means initialisation sees: a uniform sample, so its [rows x codebook] distance
+# matrices stay bounded on a million-item catalog (k-means of 256 centroids needs far fewer points).
+KMEANS_SAMPLE_ROWS = 65536
 
 
 class ItemTable(NamedTuple):
@@ -69,18 +75,55 @@ class ItemRepresentation(nn.Module):
             self.dim += width
 
     @torch.no_grad()
-    def refresh_codes(self) -> None:
-        """Encode the whole catalog (no gradient) and keep every item's semantic ID for "batch" tables.
+    def initialize_codebooks(self, generator: torch.Generator | None = None) -> None:
+        """Start the codebooks from k-means of a uniform sample of the catalog (at most KMEANS_SAMPLE_ROWS).
 
-        On the first call in training mode the quantizer also sees all items once, which is where its
-        k-means initialisation takes its data from.
+        Without this the first training batch initialises them, which with a pool-based loss is a few
+        thousand popular items rather than the catalog.
+        """
+        if not (self.has_semantic and self.training and not bool(self.rqvae.quantizer.initialized.all())):
+            return
+        n = self.num_items
+        rows = torch.arange(1, n + 1) if n <= KMEANS_SAMPLE_ROWS else torch.randperm(n, generator=generator)[:KMEANS_SAMPLE_ROWS] + 1
+        self.rqvae.quantizer(self.rqvae.encoder(self.text[rows.to(self.text.device)]))
+
+    @torch.no_grad()
+    def refresh_codes(self) -> None:
+        """Encode the whole catalog (no gradient, in chunks) and keep every item's semantic ID for "batch" tables.
+
+        On the first call in training mode the codebooks are initialised first (``initialize_codebooks``).
         """
         if not self.has_semantic:
             return
-        h = self.rqvae.encoder(self.text[1:])
-        if self.training and not bool(self.rqvae.quantizer.initialized.all()):
-            self.rqvae.quantizer(h)
-        self.cached_codes[1:] = self.rqvae.quantizer.codes_of(h)
+        self.initialize_codebooks()
+        for start in range(1, self.num_items + 1, ENCODE_CHUNK_ROWS):
+            stop = min(start + ENCODE_CHUNK_ROWS, self.num_items + 1)
+            self.cached_codes[start:stop] = self.rqvae.quantizer.codes_of(self.rqvae.encoder(self.text[start:stop]))
+
+    def rows(self, items: torch.Tensor, recon_rows: torch.Tensor | None = None) -> ItemTable:
+        """Vectors [M, d] of the given items only (sorted unique indices >= 1), all with gradient.
+
+        The table a pool-based loss needs: nothing outside ``items`` enters the loss, so encoding just these
+        rows through the RQ-VAE is exact (not an approximation, unlike the cached rows of ``forward``'s
+        batch mode under a full softmax). ``codes`` holds the rows' semantic IDs; ``recon_rows`` (a subset
+        of ``items``) limits the reconstruction loss.
+        """
+        parts: list[torch.Tensor] = []
+        zero = self.cold.new_zeros((), dtype=torch.float32)
+        codes, commit, recon, norms = None, zero, zero, None
+        if self.has_semantic:
+            out = self.rqvae(self.text[items])
+            rows = items if recon_rows is None else recon_rows
+            pos = torch.searchsorted(items, rows)
+            recon = self.rqvae.reconstruction_loss(out.z[pos], self.text[rows])
+            parts.append(out.z)
+            codes, commit, norms = out.codes, out.commit_loss, out.residual_norms
+        if self.has_id:
+            unknown = self.cold[items]
+            if self.training and self.id_dropout > 0:
+                unknown = unknown | (torch.rand(len(items), device=items.device) < self.id_dropout)
+            parts.append(self.ids(torch.where(unknown, self.num_items + 1, items)))
+        return ItemTable(torch.cat(parts, dim=1), codes, commit, recon, norms)
 
     def forward(self, recon_rows: torch.Tensor | None = None, batch_items: torch.Tensor | None = None) -> ItemTable:
         """The item table; ``recon_rows`` (item indices >= 1) limits the reconstruction loss to those items.
@@ -110,6 +153,23 @@ class ItemRepresentation(nn.Module):
             codes = self.cached_codes.clone()
             codes[0] = -1
             commit, norms = out.commit_loss, out.residual_norms
+        elif self.has_semantic and not (torch.is_grad_enabled() or self.training):
+            z_parts, code_parts, commit, norms = [], [], zero, None
+            for start in range(1, self.num_items + 1, ENCODE_CHUNK_ROWS):
+                stop = min(start + ENCODE_CHUNK_ROWS, self.num_items + 1)
+                out = self.rqvae(self.text[start:stop])
+                z_parts.append(out.z)
+                code_parts.append(out.codes)
+                share = (stop - start) / self.num_items  # both are row means: weight each chunk by its rows
+                commit = commit + share * out.commit_loss
+                if recon_rows is None:
+                    recon = recon + share * self.rqvae.reconstruction_loss(out.z, self.text[start:stop])
+                norms = share * out.residual_norms if norms is None else norms + share * out.residual_norms
+            z_all, all_codes = torch.cat(z_parts), torch.cat(code_parts)
+            if recon_rows is not None:
+                recon = self.rqvae.reconstruction_loss(z_all[recon_rows - 1], self.text[recon_rows])
+            parts.append(z_all)
+            codes = torch.cat([all_codes.new_full((1, all_codes.shape[1]), -1), all_codes])
         elif self.has_semantic:
             out = self.rqvae(self.text[1:])
             rows = torch.arange(1, self.num_items + 1, device=self.text.device) if recon_rows is None else recon_rows

@@ -38,5 +38,34 @@ def ce_loss(states: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, bl
     return F.cross_entropy(logits, targets)
 
 
+def sampled_softmax_loss(
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    table: torch.Tensor,
+    pool: torch.Tensor,
+    log_q: torch.Tensor,
+    excluded: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Softmax cross-entropy of each target against a shared pool of negatives, logQ-corrected.
+
+    states [P, d]; targets [P] and pool [M] are row indices into ``table`` [R, d]; ``log_q`` [R] is the log
+    of each row's expected count in the pool (the sampling distribution). Every logit, the target's too, is
+    ``s . e - log_q`` (Bengio & Senecal; Yi et al. 2019): subtracting the log sampling rate makes the
+    sampled softmax an unbiased estimate of the full one's gradient, so popular in-batch items are not
+    pushed down merely for being drawn often. A pool column equal to the row's target is dropped (the
+    target has its own column), and so is every column ``excluded`` [P, M] marks (the user's own positives:
+    a negative the user did consume teaches the wrong thing). With the pool equal to the whole (warm)
+    catalog and a constant ``log_q`` this is exactly ``ce_loss``.
+    """
+    pos = (states * table[targets]).sum(-1) - log_q[targets]
+    neg = states @ table[pool].T - log_q[pool][None, :]
+    drop = pool[None, :] == targets[:, None]
+    if excluded is not None:
+        drop = drop | excluded
+    neg = neg.masked_fill(drop, float("-inf"))
+    logits = torch.cat([pos[:, None], neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
+
+
 def joint_loss(rec: torch.Tensor, commit: torch.Tensor, recon: torch.Tensor, lambda_rq: float, lambda_text: float) -> JointLoss:
     return JointLoss(rec + lambda_rq * commit + lambda_text * recon, rec, commit, recon)

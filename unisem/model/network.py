@@ -12,7 +12,7 @@ from torch import nn
 
 from unisem.model.backbone import SASRec
 from unisem.model.items import ItemRepresentation, ItemTable
-from unisem.model.losses import JointLoss, bce_loss, ce_loss, joint_loss
+from unisem.model.losses import JointLoss, bce_loss, ce_loss, joint_loss, sampled_softmax_loss
 
 
 def unwrap(model: nn.Module) -> "UnisemNetwork":
@@ -31,6 +31,7 @@ class UnisemNetwork(nn.Module):
         # Only exact for BCE: with a full softmax, items outside the batch would sit in the denominator
         # without gradient, and the encoder learns to inflate every batch item against them (it diverges).
         self.batch_table = cfg.training.item_table == "batch" and cfg.training.loss == "bce"
+        self.items_table_mode = cfg.training.item_table
         self.items = ItemRepresentation(
             m.variant, num_items, text_embeddings, cold_items, cfg.quantizer, m.id_dim, m.id_only_dim, m.id_dropout
         )
@@ -44,9 +45,36 @@ class UnisemNetwork(nn.Module):
         """Hidden states [B, T, d] of left-padded item indices [B, T]."""
         return self.backbone(table[inputs], inputs == 0)
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor | None = None) -> JointLoss:
-        """Joint loss of a batch: ``targets[b, t]`` is the item after ``inputs[b, :t+1]`` (0 = no target)."""
+    def user_states(self, inputs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Last-position states [B, d] of left-padded histories [B, T], computed at trimmed width.
+
+        Columns that are padding in every row are dropped first (exact: positions count from the right), and
+        only the last position goes through the last block's attention and feed-forward.
+        """
+        real = (inputs != 0).any(dim=0)
+        start = int(real.to(torch.int8).argmax()) if bool(real.any()) else inputs.shape[1] - 1
+        inputs = inputs[:, start:]
+        return self.backbone(table[inputs], inputs == 0, last_only=True)
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+        pool: torch.Tensor | None = None,
+        pool_log_q: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+    ) -> JointLoss:
+        """Joint loss of a batch: ``targets[b, t]`` is the item after ``inputs[b, :t+1]`` (0 = no target).
+
+        ``negatives`` [B, T] for BCE; ``pool`` [M] (sorted unique, every target among them), its ``pool_log_q``
+        [M] and the users' ``seen`` items [B, H] for the sampled softmax.
+        """
         real = targets > 0
+        if self.loss_name == "sampled":
+            if pool is None or pool_log_q is None:
+                raise ValueError("training.loss=sampled needs a negative pool and its log sampling rates")
+            return self._sampled(inputs, targets, real, pool, pool_log_q, seen)
         batch_items = torch.unique(torch.cat([inputs[inputs > 0], targets[real]]))
         if self.batch_table:
             touched = batch_items if negatives is None else torch.unique(torch.cat([batch_items, negatives[real]]))
@@ -62,6 +90,31 @@ class UnisemNetwork(nn.Module):
             rec = ce_loss(states, targets[real], table.vectors, self.blocked_classes())
         return joint_loss(rec, table.commit_loss, table.recon_loss, self.lambda_rq, self.lambda_text)
 
+    def _sampled(self, inputs, targets, real, pool, pool_log_q, seen) -> JointLoss:
+        """Sampled softmax on a table of the touched items only (inputs and pool; targets are in the pool).
+
+        Exact, not an approximation: the loss reads no row outside inputs + pool, so the rows of the other
+        items would carry neither value nor gradient into it. With ``item_table=full`` the same loss runs on
+        the whole catalog's table (slower; the two give the same loss, which a test checks).
+        """
+        batch_items = torch.unique(torch.cat([inputs[inputs > 0], targets[real]]))
+        if self.items_table_mode == "full":
+            table: ItemTable = self.items(recon_rows=batch_items)
+            vectors, local = table.vectors, (lambda x: x)
+            log_q = vectors.new_zeros(len(vectors)).index_put((pool,), pool_log_q.to(vectors.dtype))
+        else:
+            touched = torch.unique(torch.cat([inputs[inputs > 0], pool]))
+            table = self.items.rows(touched, recon_rows=batch_items)
+            vectors = torch.cat([table.vectors.new_zeros(1, table.vectors.shape[1]), table.vectors])
+            local = lambda x: torch.where(x > 0, torch.searchsorted(touched, x.contiguous()) + 1, 0)  # noqa: E731
+            log_q = vectors.new_zeros(len(vectors)).index_put((local(pool),), pool_log_q.to(vectors.dtype))
+        states = self.backbone(vectors[local(inputs)], inputs == 0)[real]
+        excluded = None
+        if seen is not None:
+            excluded = own_positives(seen, pool, self.num_items)[real.nonzero()[:, 0]]
+        rec = sampled_softmax_loss(states, local(targets[real]), vectors, local(pool), log_q, excluded)
+        return joint_loss(rec, table.commit_loss, table.recon_loss, self.lambda_rq, self.lambda_text)
+
     def blocked_classes(self) -> torch.Tensor:
         blocked = self.items.cold.clone()
         blocked[0] = True
@@ -71,6 +124,21 @@ class UnisemNetwork(nn.Module):
     def item_table(self) -> ItemTable:
         """The evaluation table (no ID dropout; cold items on the unknown ID); call in eval mode."""
         return self.items()
+
+
+def own_positives(seen: torch.Tensor, pool: torch.Tensor, num_items: int) -> torch.Tensor:
+    """bool [B, M]: which pool items each user has among its ``seen`` items [B, H] (0 = padding).
+
+    One sorted search over (user, item) keys: O(B x M log BH), never a [B, M, H] comparison.
+    """
+    width = num_items + 2
+    users = torch.arange(seen.shape[0], device=seen.device)[:, None]
+    keys = (users * width + seen)[seen > 0].sort().values
+    query = users * width + pool[None, :]
+    if keys.numel() == 0:
+        return torch.zeros(query.shape, dtype=torch.bool, device=seen.device)
+    at = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
+    return keys[at] == query
 
 
 def build_network(cfg, num_items: int, text_embeddings: np.ndarray | None, cold_items: np.ndarray) -> UnisemNetwork:

@@ -1,10 +1,20 @@
-"""Inference over a trained network: the item table computed once, user state x table = all scores."""
+"""Inference over a trained network: the item table computed once, user state x table = all scores.
+
+User states are computed at trimmed length: the users of a call are sorted by history length and cut into
+batches, each batch trimmed to its own longest history, and only the last position's state is formed. On
+Beauty (mean history 8.9 of 50 slots) this skips most of the padded forward; the states equal the padded
+forward's last position (a test checks it to 1e-5).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from unisem.model.network import UnisemNetwork
+from unisem.model.retrieval import DEFAULT_CHUNK_ITEMS, StateScorer, chunked_top_k
+
+# Users per forward of ``user_states``: after sorting by length, a batch this size is trimmed to its longest.
+STATE_BATCH_USERS = 256
 
 
 class Recommender:
@@ -25,27 +35,40 @@ class Recommender:
         return len(self.item_ids)
 
     @torch.no_grad()
+    def user_states(self, histories: torch.Tensor) -> torch.Tensor:
+        """User states [B, d] of left-padded histories [B, L] (the last ``max_len`` items are read)."""
+        histories = torch.as_tensor(histories, dtype=torch.long, device=self.table.device)[:, -self.max_len :]
+        lengths = (histories != 0).sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        out = self.table.new_empty((histories.shape[0], self.table.shape[1]))
+        for start in range(0, len(order), STATE_BATCH_USERS):
+            rows = order[start : start + STATE_BATCH_USERS]
+            out[rows] = self.network.user_states(histories[rows], self.table)
+        return out
+
+    @torch.no_grad()
     def score(self, histories: torch.Tensor) -> torch.Tensor:
         """[B, N+1] scores for left-padded histories [B, L]; column 0 is -inf."""
-        histories = torch.as_tensor(histories, dtype=torch.long, device=self.table.device)[:, -self.max_len :]
-        states = self.network.states(histories, self.table)[:, -1]
-        scores = states @ self.table.T
+        scores = self.user_states(histories) @ self.table.T
         scores[:, 0] = float("-inf")
         return scores
 
+    def scorer(self, chunk_items: int = DEFAULT_CHUNK_ITEMS) -> StateScorer:
+        """This model as states x table, for evaluation that ranks over the catalog in chunks of items."""
+        return StateScorer(self.user_states, self.table, chunk_items)
+
     @torch.no_grad()
-    def recommend(self, histories: torch.Tensor, k: int, exclude_seen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def recommend(
+        self, histories: torch.Tensor, k: int, exclude_seen: bool = True, chunk_items: int = DEFAULT_CHUNK_ITEMS
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` item indices [B, k] and their scores; items in the history are skipped if asked.
 
-        When ``k`` exceeds the items left to recommend, the tail of a row holds excluded items scored -inf.
+        The catalog is walked in chunks with a running top-``k`` (no [B, N+1] score matrix). When ``k``
+        exceeds the items left to recommend, the tail of a row holds excluded items scored -inf.
         """
         histories = torch.as_tensor(histories, dtype=torch.long, device=self.table.device)
-        scores = self.score(histories)
-        if exclude_seen:
-            scores.scatter_(1, histories, float("-inf"))
         k = min(k, self.num_items)
-        top = scores.topk(k, dim=1)
-        return top.indices, top.values
+        return chunked_top_k(self.user_states(histories), self.table, k, histories if exclude_seen else None, chunk_items)
 
     def index_of(self, item_id: str) -> int:
         """Item index (1-based) of an item id; raises with the id when unknown."""

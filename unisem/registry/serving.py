@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from unisem.data.dataset import pad_left
+from unisem.model.retrieval import chunked_top_k
 
 
 class Recommendations(NamedTuple):
@@ -57,6 +58,8 @@ class ServingModel:
         self.item_ids: list[str] = list(recommender.item_ids)
         self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
         self.added: list[str] = []
+        self.item_index = None  # an approximate index (unisem.model.index.ItemIndex), or exact search
+        self.nprobe = 0
 
     @property
     def max_len(self) -> int:
@@ -78,6 +81,7 @@ class ServingModel:
         if not keep:
             return 0
         vectors, codes = new_item_vectors(self.recommender, emb[keep])
+        self.item_index = None
         rec = self.recommender
         rec.table = torch.cat([rec.table, vectors])
         if rec.semantic_ids is not None and codes is not None:
@@ -90,6 +94,18 @@ class ServingModel:
         if hasattr(rec, "_index"):
             del rec._index
         return len(keep)
+
+    def use_index(self, item_index, nprobe: int = 16) -> None:
+        """Answer ``recommend`` from an approximate index over this model's item table (None: exact again).
+
+        The index must cover the current table: items added afterwards are not in it, so adding items
+        drops it (exact search is always right; an index is only ever a faster approximation).
+        """
+        if item_index is not None and item_index.num_items != self.recommender.table.shape[0] - 1:
+            raise ValueError(
+                f"the item index covers {item_index.num_items} items but the model scores {self.recommender.table.shape[0] - 1}"
+            )
+        self.item_index, self.nprobe = item_index, nprobe
 
     def indices(self, history: Sequence[str]) -> list[int]:
         """Item indices of a history; ids this model does not know are left out (they carry no signal)."""
@@ -104,17 +120,21 @@ class ServingModel:
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = True) -> Recommendations:
         """Top-``k`` item ids with scores per history; seen items (the whole history, not just the part the
         model reads) are excluded unless asked otherwise; fewer than ``k`` come back only when the catalog
-        runs out."""
+        runs out. States at trimmed length, the catalog walked in chunks with a running top-``k``."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        scores, rows = self.scores(histories)
-        if exclude_seen:
-            for b, row in enumerate(rows):
-                if row:
-                    scores[b, torch.as_tensor(row)] = float("-inf")
-        top = scores.topk(min(k, scores.shape[1] - 1), dim=1)
+        rows = [self.indices(h) for h in histories]
+        arrays = [np.asarray(r, dtype=np.int64) for r in rows]
+        rec = self.recommender
+        states = rec.user_states(torch.as_tensor(pad_left(arrays, self.max_len)))
+        seen = torch.as_tensor(pad_left(arrays, max([len(r) for r in rows] + [1]))) if exclude_seen else None
+        if self.item_index is not None:
+            top_i = self.item_index.search(states, min(k, rec.table.shape[0] - 1), seen, self.nprobe)
+            top_v = torch.where(top_i > 0, (states[:, None, :] * rec.table[top_i]).sum(-1), float("-inf"))
+        else:
+            top_i, top_v = chunked_top_k(states, rec.table, min(k, rec.table.shape[0] - 1), seen)
         ids_out, scores_out = [], []
-        for idx, val in zip(top.indices.tolist(), top.values.tolist()):
+        for idx, val in zip(top_i.tolist(), top_v.tolist()):
             pairs = [(self.item_ids[i - 1], v) for i, v in zip(idx, val) if i > 0 and v != float("-inf")]
             ids_out.append([p[0] for p in pairs])
             scores_out.append([float(p[1]) for p in pairs])

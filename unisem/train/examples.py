@@ -71,3 +71,51 @@ def length_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, buck
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class PoolSampler(NamedTuple):
+    """What the sampled softmax draws its pool from: per item index [N+1], the share of training targets
+    (the rate at which in-batch targets enter the pool) and the draw probability of the extra negatives."""
+
+    target_share: torch.Tensor  # float64 [N+1]
+    draw_probs: torch.Tensor  # float64 [N+1], 0 for padding and cold items
+    warm_items: torch.Tensor  # int64, the items with draw_probs > 0 (uniform draws index this)
+    uniform: bool
+
+
+def pool_sampler(targets: np.ndarray, num_items: int, cold_items: np.ndarray, distribution: str) -> PoolSampler:
+    """The sampling rates of a training set's pool: target counts over every position of ``targets``.
+
+    Popularity draws use the target counts plus one (an item seen only in validation still gets drawn);
+    cold items and padding are never drawn, so they are never classes.
+    """
+    if distribution not in ("uniform", "popularity"):
+        raise ValueError(f"training.negative_sampling: unknown value {distribution!r}; expected uniform or popularity")
+    counts = np.bincount(targets[targets > 0].ravel(), minlength=num_items + 1).astype(np.float64)
+    counts[0] = 0.0
+    share = counts / max(counts.sum(), 1.0)
+    warm = np.ones(num_items + 1, dtype=bool)
+    warm[0] = False
+    warm[np.asarray(cold_items, dtype=np.int64)] = False
+    weight = np.where(warm, 1.0 if distribution == "uniform" else counts + 1.0, 0.0)
+    draw = weight / weight.sum()
+    return PoolSampler(torch.from_numpy(share), torch.from_numpy(draw), torch.from_numpy(np.flatnonzero(warm)), distribution == "uniform")
+
+
+def draw_pool(
+    targets: torch.Tensor, num_negatives: int, sampler: PoolSampler, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's pool (sorted unique item indices: the batch's targets and ``num_negatives`` draws) and the
+    log of each pool item's expected count, ``P * target_share + K * draw_prob`` for P real target positions.
+
+    The expected count is the rate logQ corrects for: an item enters the pool as some position's target
+    about ``P * share`` times and as a draw ``K * p`` times per step.
+    """
+    real = targets[targets > 0]
+    if sampler.uniform:
+        draws = sampler.warm_items[torch.randint(0, len(sampler.warm_items), (num_negatives,), generator=generator)]
+    else:
+        draws = torch.multinomial(sampler.draw_probs, num_negatives, replacement=True, generator=generator)
+    pool = torch.unique(torch.cat([real, draws]))
+    expected = len(real) * sampler.target_share[pool] + num_negatives * sampler.draw_probs[pool]
+    return pool, expected.log().float()

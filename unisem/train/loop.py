@@ -22,7 +22,7 @@ from unisem.model.recommender import Recommender
 from unisem.model.storage import save_model
 from unisem.progress import say
 from unisem.train.checkpoint import BEST, load_checkpoint, save_checkpoint
-from unisem.train.examples import length_batches, sample_negatives, training_arrays, trim_padding
+from unisem.train.examples import draw_pool, length_batches, pool_sampler, sample_negatives, training_arrays, trim_padding
 from unisem.train.progress import epoch_line
 from unisem.train.runtime import LocalRuntime, TrainRuntime
 from unisem.train.seeding import configure_threads, seed_everything
@@ -65,7 +65,7 @@ def validation_metrics(network, cfg, data: SequenceDataset) -> dict[str, float]:
     from unisem.evaluate.protocols import evaluate
 
     rec = Recommender(network, cfg, data.item_ids, data.item_titles)
-    report = evaluate(rec.score, data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len, protocols=("full",), slices=False)
+    report = evaluate(rec.scorer(), data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len, protocols=("full",), slices=False)
     return dict(report.protocols["full"])
 
 
@@ -96,6 +96,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
     users = runtime.shard(arrays.users)
     lengths = (arrays.targets > 0).sum(axis=1)
     warm = torch.as_tensor(np.setdiff1d(np.arange(1, data.num_items + 1), data.cold_items), dtype=torch.long)
+    pools = pool_sampler(arrays.targets, data.num_items, data.cold_items, t.negative_sampling) if t.loss == "sampled" else None
     metric = t.early_stopping_metric
     loop = {"epoch": 0, "best_epoch": -1, "best_value": -math.inf, "best_metrics": {}, "bad_epochs": 0, "history": []}
     model_dir, ckpt_dir = out_dir / MODEL_DIR, out_dir / CHECKPOINT_DIR
@@ -115,7 +116,9 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
         start, cpu_start = time.perf_counter(), time.process_time()
         rng = np.random.default_rng(t.seed + 7919 * epoch + runtime.rank)
         batches = length_batches(rng.permutation(users), lengths, t.batch_size, t.length_buckets, rng)
-        if t.item_table == "batch":
+        if t.item_table == "batch" and t.loss == "sampled":
+            net.items.initialize_codebooks(torch.Generator().manual_seed(t.seed))  # the step tables need no cached codes
+        elif t.item_table == "batch":
             net.items.refresh_codes()
         sums = np.zeros(4)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not (t.show_progress and runtime.is_main))
@@ -123,15 +126,19 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             inp, tgt = trim_padding(arrays.inputs[rows], arrays.targets[rows])
             inputs, targets = torch.from_numpy(inp), torch.from_numpy(tgt)
             negatives = None
+            extra = {}
             if t.loss == "bce":
                 negatives = sample_negatives(torch.from_numpy(arrays.seen[rows]), tuple(inputs.shape), warm, sampler).to(device)
-            loss = model(to_device(inputs, device), to_device(targets, device), negatives)
+            elif pools is not None:
+                pool, log_q = draw_pool(targets, t.num_negatives, pools, sampler)
+                extra = {"pool": pool.to(device), "pool_log_q": log_q.to(device), "seen": to_device(torch.from_numpy(arrays.seen[rows]), device)}
+            loss = model(to_device(inputs, device), to_device(targets, device), negatives, **extra)
             opt.zero_grad(set_to_none=True)
             loss.total.backward()
             opt.step()
             sums += [float(v.detach()) for v in loss]
             bar.set_postfix(loss=f"{float(loss.total.detach()):.4f}")
-        train_seconds = time.perf_counter() - start
+        train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
         start = time.perf_counter()
         model.eval()
@@ -147,6 +154,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             "commit_loss": float(sums[2] / n),
             "recon_loss": float(sums[3] / n),
             "train_seconds": train_seconds,
+            "train_cpu_seconds": train_cpu_seconds,
             "valid_seconds": valid_seconds,
             # process CPU time (all threads): on a shared machine wall time says more about the neighbours
             "cpu_seconds": time.process_time() - cpu_start,
