@@ -234,6 +234,9 @@ def _start(root: Path, started: list) -> Cluster:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # a busy 2-core machine answers slowly: a task's first call to the execution API must not give up
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af_home / "logs"),
         # what the unisem tasks read: the deployment's addresses and the test profile
         "UNISEM_HOME": str(home),

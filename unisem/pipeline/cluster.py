@@ -147,8 +147,8 @@ def run_logged(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None
             _kill_group(proc)
             pump.join(timeout=10)
             raise ClusterJobError(
-                f"{service or cmd[0]}: {shlex.join(cmd)} did not finish within {timeout_s:g}s and was stopped; "
-                f"log {log_path}:\n{_tail(log_path)}"
+                f"{service or cmd[0]}: did not finish within {timeout_s:g}s and was stopped "
+                f"(orchestration.timeouts); command: {shlex.join(cmd)}; log {log_path}:\n{_tail(log_path)}"
             ) from None
         pump.join(timeout=30)
     if returncode not in ok_codes:
