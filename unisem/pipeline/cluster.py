@@ -168,9 +168,13 @@ def _kill_group(proc: subprocess.Popen) -> None:
             return
         try:
             proc.wait(timeout=wait_s)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    try:  # children that outlived the leader (a JVM, a Python worker) would keep the night's resources
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def spark_submit(master: str, job: str, args: Sequence[str], log_path: Path, ok_codes: Sequence[int] = (0,),
