@@ -123,7 +123,7 @@ def test_rerun_same_date(cluster):
         # the registered model is the one the rerun trained and evaluated: same bytes, same test metrics
         assert tags["model_sha256"] == registration["model_sha256"]
         metrics = json.loads((layout.evaluation / "metrics.json").read_text())
-        assert tags["metric.test/full/NDCG_at_10"] == f"{metrics['metrics']['full']['NDCG@10']:.6g}"
+        assert tags["metric.test/full/NDCG_at_10"] == f"{metrics['metrics']['full/NDCG@10']:.6g}"
         assert records["register"]["outputs"]["version"] == versions[0].version
         row["outcome"] = (f"one version ({versions[0].version}) for run {night['run_id']}; rerun "
                           f"{'reused it (same model sha256)' if records['register']['outputs']['reused'] else 'replaced ' + str(records['register']['outputs']['replaced'])}"
