@@ -87,8 +87,15 @@ def configure(cfg: UnisemConfig) -> str:
     root = local_artifact_root(uri)
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
+    # MLflow also writes the URI into MLFLOW_TRACKING_URI for subprocesses; the deployment's own value must
+    # stay what it was, since that variable is an address source for every later load_config of this process.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return uri
 
 
