@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The venv first on PATH, so subprocesses (spark-submit, Spark's Python workers, airflow) use its Python.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test clean
+.PHONY: setup run test cluster-test clean
 
 $(VENV)/bin/python:
 	$(shell command -v $(PYTHON) || echo python3) -m venv $(VENV)
@@ -24,8 +24,14 @@ setup: $(STAMP)
 run: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/unisem run --config configs/demo.yaml $(RUN_ARGS)
 
+# The suite without the cluster tests (those start real services: `make cluster-test`; CI runs both).
 test: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+# The nightly DAG and the fault drills on real services on loopback: Spark standalone, a Ray head (Jobs API),
+# an MLflow server, PostgreSQL + Airflow scheduler/dag-processor/api-server (needs PostgreSQL's binaries).
+cluster-test: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .unisem

@@ -31,6 +31,9 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=_ORCH.retry_delay_minutes),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(hours=2),
+    # The last bound on a task (the stages bound each service wait below it): with one active run, a hang
+    # would otherwise block every later night.
+    "execution_timeout": timedelta(seconds=_ORCH.timeouts.task_execution_s),
 }
 
 PARAMS = run_params()

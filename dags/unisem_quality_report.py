@@ -7,12 +7,15 @@ Triggered by hand (no schedule); a ``fail`` verdict is a finding here, not a tas
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import TriggerRule, dag, task
 
+from unisem.config import load_config
 from unisem.pipeline.params import run_params
 
+_TIMEOUTS = load_config(os.environ.get("UNISEM_CONFIG") or None).orchestration.timeouts
 RUN_PREFIX = "quality-"
 
 PARAMS = run_params("config_file", "catalog", "interactions", "spark_master", "overrides")
@@ -30,7 +33,8 @@ def _spec(context) -> dict:
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "unisem", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args={"owner": "unisem", "retries": 1, "retry_delay": timedelta(minutes=2),
+                  "execution_timeout": timedelta(seconds=_TIMEOUTS.task_execution_s)},
     params=PARAMS,
     tags=["unisem", "quality"],
     doc_md=__doc__,

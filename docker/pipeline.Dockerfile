@@ -24,11 +24,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/unisem
+# requirements.txt carries the cluster extras too (ray[default] for the Jobs API, psycopg2 + asyncpg for
+# Airflow and MLflow on PostgreSQL), so this image and the Ray image install the same set.
 COPY requirements.txt pyproject.toml README.md ./
-COPY docker/requirements-cluster.txt docker/requirements-cluster.txt
 RUN TORCH_VERSION="$(sed -n 's/^torch==//p' requirements.txt)" \
  && pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
- && pip install -r requirements.txt -r docker/requirements-cluster.txt
+ && pip install -r requirements.txt
 
 # Editable install: configs/, dags/ and jobs/ are found relative to the package (unisem.config, unisem.pipeline).
 COPY unisem ./unisem

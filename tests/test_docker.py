@@ -72,11 +72,16 @@ def test_every_file_the_dockerfiles_copy_exists():
         assert (DOCKER / f"{dockerfile.name}.dockerignore").is_file()
 
 
-def test_the_pipeline_image_installs_the_pinned_versions_it_needs():
+def test_the_images_install_the_pinned_versions_they_need():
+    """Both images install requirements.txt, which pins the cluster extras: the Ray Jobs API (ray[default])
+    and Airflow/MLflow on PostgreSQL (psycopg2 and Airflow 3's async driver asyncpg)."""
     text = (DOCKER / "pipeline.Dockerfile").read_text()
-    assert "requirements.txt" in text and "default-jre-headless" in text
-    pins = (DOCKER / "requirements-cluster.txt").read_text()
-    assert re.search(r"^psycopg2-binary==[\d.]+$", pins, re.M)
+    assert "default-jre-headless" in text
+    for dockerfile in ("pipeline.Dockerfile", "train.Dockerfile"):
+        assert "pip install -r requirements.txt" in (DOCKER / dockerfile).read_text(), dockerfile
+    pins = (REPO / "requirements.txt").read_text()
+    for pin in (r"ray\[default,train\]", "psycopg2-binary", "asyncpg", "aiohttp-cors"):
+        assert re.search(rf"^{pin}==[\d.]+$", pins, re.M), pin
     assert "cu" in re.search(r"TORCH_INDEX_URL=(\S+)", (DOCKER / "train.Dockerfile").read_text()).group(1)
 
 

@@ -199,8 +199,8 @@ def test_cluster_switch_by_config():
     assert cluster.spark_mode("local[*]") == "library" and cluster.spark_mode("local[2]") == "library"
     assert cluster.spark_mode("spark://spark-master:7077") == "spark-submit"
     assert cluster.ray_mode("") == "library" and cluster.ray_mode("http://ray-head:8265") == "ray-job"
-    with pytest.raises(ValueError, match="dashboard address"):
-        cluster.ray_mode("ray-head:6379")
+    # a GCS address (what Ray sets in a job driver's RAY_ADDRESS) trains from this process, joining that cluster
+    assert cluster.ray_mode("ray-head:6379") == "library" and cluster.ray_mode("https://ray.example:443") == "ray-job"
     cmd = cluster.spark_submit_command("spark://m:7077", "quality_gate.py", ["--out", "/o"], "/spark/bin/spark-submit",
                                        jobs_dir=Path("/repo/jobs"), extra="--conf spark.driver.host=af")
     assert cmd == ["/spark/bin/spark-submit", "--master", "spark://m:7077", "--name", "unisem-quality_gate",

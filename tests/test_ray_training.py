@@ -109,6 +109,27 @@ def test_a_failed_worker_resumes_from_its_checkpoint_and_finishes(ray_session, i
     assert model.item_ids == data.item_ids
 
 
+def test_a_new_call_for_the_same_run_resumes_from_the_last_calls_checkpoint(ray_session, inputs, reference, tmp_path,
+                                                                            monkeypatch):
+    """An Airflow retry of train: the first call dies at epoch 3 with no restarts left (max_failures=0); the
+    second call, same folder and inputs, resumes from the epoch-2 checkpoint the first one left and ends
+    with the uninterrupted run's best metrics. Other inputs or settings would start fresh (another run name)."""
+    from unisem.config import load_config
+    from unisem.train.ray_trainer import train_with_ray
+
+    cfg = load_config(None, TINY + ["training.num_workers=1", "training.max_failures=0"])
+    out = tmp_path / "retried"
+    monkeypatch.setenv("UNISEM_FAIL_AT_EPOCH", "3")
+    with pytest.raises(Exception):
+        train_with_ray(cfg, inputs[0], inputs[1], out)
+    monkeypatch.delenv("UNISEM_FAIL_AT_EPOCH")
+    result = train_with_ray(cfg, inputs[0], inputs[1], out)
+    assert _record(out)["resumed_from_epoch"] == 2
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5, 6]
+    for name, value in reference.best_metrics.items():
+        assert result.best_metrics[name] == pytest.approx(value, abs=0.01), name
+
+
 def test_cli_train_ray_in_local_mode(inputs, tmp_path, capsys):
     from unisem.cli import main
 
@@ -118,7 +139,7 @@ def test_cli_train_ray_in_local_mode(inputs, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["model_dir"] == str(out / "model") and (out / "model" / "weights.safetensors").exists()
     assert _record(out)["world_size"] == 1 and _record(out)["epochs"] == 2
-    # A rerun into the same folder drops earlier Ray run folders (never resumed across calls) instead of piling up.
+    # A rerun into the same folder drops Ray run folders of other inputs or settings instead of piling them up.
     stale = out / "ray" / "train-earlier-call"
     stale.mkdir(parents=True)
     assert main(["train", "--ray", "--features", str(inputs[0]), "--embeddings", str(inputs[1]), "--out", str(out), *args]) == 0

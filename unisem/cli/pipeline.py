@@ -17,9 +17,12 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dag", default="unisem_nightly", choices=("unisem_nightly", "unisem_quality_report"))
     p.add_argument("--catalog", default="", help="catalog Parquet (default: data.catalog, else demo data)")
     p.add_argument("--interactions", default="", help="interactions Parquet file or folder")
-    p.add_argument("--spark-master", default="", help="e.g. spark://host:7077 (default: the config's)")
-    p.add_argument("--ray-address", default="", help="Ray dashboard address for Ray Jobs, e.g. http://host:8265")
-    p.add_argument("--mlflow-uri", default="", help="MLflow tracking URI (default: the config's)")
+    p.add_argument("--spark-master", default="",
+                   help="e.g. spark://host:7077 (default: $SPARK_MASTER, else orchestration.spark_master)")
+    p.add_argument("--ray-address", default="",
+                   help="Ray dashboard for Ray Jobs, e.g. http://host:8265 (default: $RAY_ADDRESS, else the config's)")
+    p.add_argument("--mlflow-uri", default="",
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else registry.tracking_uri)")
     p.set_defaults(handler=_run)
 
     s = subparsers.add_parser("stage", parents=[common], help="run one pipeline stage of a run (Ray Job entry point)")
@@ -37,17 +40,48 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def _champion(cfg) -> str | None:
-    """The registered version behind alias ``champion``, or None (no store, no model, no alias yet)."""
+def _champion(cfg) -> str:
+    """What alias ``champion`` points at, asked of the store this run used (a server too): ``version N``,
+    ``none yet``, or why it could not be asked. A local store that does not exist is not created for this."""
+    from pathlib import Path
+
+    from unisem.registry.tracking import TrackingUnavailable, client, local_artifact_root, tracking_uri
+
+    uri = tracking_uri(cfg)
+    if local_artifact_root(uri) is not None and not Path(uri[len("sqlite:///"):]).exists():
+        return "none yet (no registry yet)"
     try:
-        import mlflow
+        store = client(cfg)
+    except TrackingUnavailable as exc:
+        return f"unknown ({exc})"
+    try:
+        return "version " + str(store.get_model_version_by_alias(cfg.registry.model_name, "champion").version)
+    except Exception as exc:  # noqa: BLE001 - no such model or alias: MLflow raises RESOURCE_DOES_NOT_EXIST
+        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+            return "none yet"
+        return f"unknown ({type(exc).__name__}: {str(exc)[:200]})"
 
-        from unisem.registry.tracking import configure
 
-        client = mlflow.MlflowClient(configure(cfg))
-        return str(client.get_model_version_by_alias(cfg.registry.model_name, "champion").version)
-    except Exception:  # noqa: BLE001 - only informative output depends on it
-        return None
+def run_conf(args: argparse.Namespace, config_path: str) -> dict:
+    """The DAG run conf of ``unisem run``: only what was given. An empty value would replace the DAG param's
+    default (taken from SPARK_MASTER / RAY_ADDRESS / MLFLOW_TRACKING_URI) with nothing."""
+    given = {"config_file": config_path, "catalog": args.catalog, "interactions": args.interactions,
+             "spark_master": args.spark_master}
+    if args.dag == "unisem_nightly":
+        given.update({"ray_address": args.ray_address, "mlflow_uri": args.mlflow_uri})
+    conf: dict = {k: v.strip() for k, v in given.items() if v and v.strip()}
+    if args.overrides:
+        conf["overrides"] = list(args.overrides)
+    return conf
+
+
+def service_overrides(args: argparse.Namespace) -> list[str]:
+    """The explicit service flags as config overrides, so this process asks the same services as the run."""
+    from unisem.config.services import explicit_overrides
+
+    return explicit_overrides([("orchestration.spark_master", args.spark_master),
+                               ("orchestration.ray_address", getattr(args, "ray_address", "")),
+                               ("registry.tracking_uri", getattr(args, "mlflow_uri", ""))])
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -61,7 +95,10 @@ def _run(args: argparse.Namespace) -> int:
     from unisem.pipeline.spec import run_id_for
     from unisem.pipeline.summary import STOPPED_AT_GATE, SUCCEEDED
 
-    cfg = config_from_args(args)  # a bad config stops here, before Airflow starts
+    from unisem.config import load_config
+
+    config_from_args(args)  # a bad config stops here, before Airflow starts
+    cfg = load_config(args.config, [*(args.overrides or ()), *service_overrides(args)])
     home = unisem_home()
     config_path = str(Path(args.config).resolve()) if args.config else ""
     env = local_airflow.airflow_env(home, config_path or None)
@@ -86,10 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     prefix = "quality-" if args.dag == "unisem_quality_report" else ""
     run_id = prefix + run_id_for(logical)
     layout = RunLayout.for_run(run_id, home)
-    conf = {"config_file": config_path, "overrides": list(args.overrides or ()), "catalog": args.catalog,
-            "interactions": args.interactions, "spark_master": args.spark_master}
-    if args.dag == "unisem_nightly":
-        conf.update({"ray_address": args.ray_address, "mlflow_uri": args.mlflow_uri})
+    conf = run_conf(args, config_path)
     log_path = home / "logs" / f"{args.dag}-{run_id}.log"
     _say(f"  airflow dags test {args.dag} {logical}  (run {run_id}; full log: {log_path})")
     run = local_airflow.dags_test(args.dag, logical, env, log_path, conf=conf, progress=lambda t: _say("    " + t))
@@ -140,8 +174,7 @@ def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path)
             state = "no users" if g.get("drop") is None else ("BREACHED" if g.get("breached") else "ok")
             _say(f"    guardrail {g.get('slice')}: {state}")
     champion = _champion(cfg)
-    _say(f"  champion alias: {cfg.registry.model_name}@champion -> "
-         + (f"version {champion}" if champion else "none yet"))
+    _say(f"  champion alias: {cfg.registry.model_name}@champion -> {champion}")
     recs = summary.get("recommendations") or {}
     if recs:
         _say(f"  recommendations: top-K for {recs.get('users')} users by version {recs.get('model_version')}"
@@ -153,7 +186,9 @@ def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path)
     _say()
     _say("Look at it:")
     uri = model.get("tracking_uri")
-    if uri:
+    if uri and uri.startswith(("http://", "https://")):
+        _say(f"  MLflow server: {uri.rstrip('/')}/#/models/{cfg.registry.model_name}")
+    elif uri:
         _say(f"  mlflow ui --backend-store-uri {uri}")
     _say(f"  {local_airflow.standalone_hint(home, config_path or None)}")
     _say(f"  airflow log of this run: {log_path}")

@@ -23,10 +23,20 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> UnisemConfig:
-    """Read ``path`` (default: the built-in defaults) and apply ``key=value`` overrides in order."""
+    """Read ``path`` (default: the built-in defaults) and apply ``key=value`` overrides in order.
+
+    Between the two, the service addresses the environment sets (``unisem.config.services``) replace the
+    file's; an empty override of one of them is "not given" and leaves what the environment or file said.
+    """
+    from unisem.config.services import environment_values, is_empty_service_override
+
     tree: dict[str, Any] = read_yaml(path) if path else {}
+    for key, value in environment_values().items():
+        set_dotted(tree, key, value)
     for text in overrides:
         key, value = parse_override(text)
+        if is_empty_service_override(key, value):
+            continue
         set_dotted(tree, key, value)
     return build(UnisemConfig, tree)
 

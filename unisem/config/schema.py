@@ -199,7 +199,7 @@ class QualityConfig:
 @dataclass(frozen=True)
 class RegistryConfig:
     model_name: str = "unisem"
-    # Empty: SQLite under UNISEM_HOME (or MLFLOW_TRACKING_URI when set).
+    # Empty: SQLite under UNISEM_HOME. MLFLOW_TRACKING_URI beats the config file; --mlflow-uri beats both.
     tracking_uri: str = ""
     experiment: str = "unisem"
     # "<protocol>/<metric>" on the test split, e.g. full/NDCG@10.
@@ -219,13 +219,38 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class TimeoutsConfig:
+    """Bounds on every wait for an external service, so a lost worker or a down server fails the task with a
+    message naming the service instead of hanging the night (and, with one active run, every later night)."""
+
+    # One spark-submit of a jobs/ entry point (validate, features), from start to exit.
+    spark_submit_s: float = _f(3600.0, min=1.0)
+    # One Ray Job (the train stage on the cluster), from submission to a terminal state.
+    ray_job_s: float = _f(21600.0, min=1.0)
+    # One HTTP request to the MLflow tracking server, and how often the client retries it.
+    mlflow_request_s: float = _f(30.0, min=1.0)
+    mlflow_max_retries: int = _f(2, min=0)
+    mlflow_backoff_factor: float = _f(1.0, min=0.0)
+    # Reachability checks (TCP connect to a Spark master, HTTP to the Ray dashboard and MLflow) before use.
+    service_connect_s: float = _f(10.0, min=0.1)
+    # Airflow's execution_timeout of every nightly task: the last bound, above the ones before it.
+    task_execution_s: float = _f(25200.0, min=1.0)
+
+
+@dataclass(frozen=True)
 class OrchestrationConfig:
     schedule: str = "@daily"
+    # Service addresses: a --spark-master / --ray-address / --mlflow-uri flag or DAG param (non-empty) wins,
+    # then SPARK_MASTER / RAY_ADDRESS / MLFLOW_TRACKING_URI, then the config file, then these defaults.
     spark_master: str = "local[*]"
-    # Empty: a local Ray instance; otherwise a cluster address (also RAY_ADDRESS).
+    # Empty: a local Ray instance; http(s)://head:8265 submits Ray Jobs; host:port joins that cluster.
     ray_address: str = ""
+    # Ray clusters with token authentication (RAY_AUTH_MODE=token): the token for the Jobs API; empty:
+    # $RAY_AUTH_TOKEN or Ray's token file, as Ray itself looks them up.
+    ray_auth_token: str = ""
     retries: int = _f(2, min=0)
     retry_delay_minutes: float = _f(5.0, min=0.0)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
 
 
 @dataclass(frozen=True)

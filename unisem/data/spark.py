@@ -38,7 +38,9 @@ def spark_session(master: str | None = None, app: str = "unisem"):
     """
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app)
+    builder = SparkSession.builder
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # under spark-submit its --name (the job's name) stands
+        builder = builder.appName(app)
     resolved = resolve_master(master)
     if resolved is None or resolved.startswith("local"):
         # Local Python workers must be this interpreter (the venv with pyarrow), not whatever "python3" is

@@ -7,8 +7,8 @@ paths, never data. Every stage records its result (or its error) in ``layout.pip
 explain the run whatever happened to it.
 
 Reruns: the run id comes from the logical date, so running a date again overwrites that date's folders
-(every library stage writes atomically), and ``register`` looks for a model version already tagged with the
-run id before registering, so a rerun adds no duplicate version.
+(every library stage writes atomically), and ``register`` keeps exactly one model version per run id: the
+rerun's own model (the earlier version is reused when the bytes match, else replaced).
 """
 from __future__ import annotations
 
@@ -107,6 +107,11 @@ def _read_verdict(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- stages
+def _spark_timeouts(cfg: UnisemConfig) -> dict[str, float]:
+    t = cfg.orchestration.timeouts
+    return {"timeout_s": t.spark_submit_s, "connect_timeout_s": t.service_connect_s}
+
+
 def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     """Resolve the input data and run the quality gate (Great Expectations on Spark) over it.
 
@@ -135,6 +140,7 @@ def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
                  "--home", spec.home, *spec.config_args()],
                 layout.pipeline / "logs" / "validate.log",
                 ok_codes=(0, 3),
+                **_spark_timeouts(cfg),
             )
             verdict_path, report_path = layout.quality / "verdict.json", layout.quality / "report.html"
         verdict = _read_verdict(verdict_path)
@@ -196,7 +202,7 @@ def features(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) ->
             if previous is not None:
                 args += ["--previous", str(previous)]
             cluster.spark_submit(cfg.orchestration.spark_master, "build_features.py", [*args, *spec.config_args()],
-                                 layout.pipeline / "logs" / "features.log")
+                                 layout.pipeline / "logs" / "features.log", **_spark_timeouts(cfg))
             out = layout.features
         manifest = out / "manifest.json"
         counts = json.loads(manifest.read_text()) if manifest.exists() else {}
@@ -285,13 +291,18 @@ def train(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedd
         embeddings_dir = Path(_need(embedded, "embeddings_dir", "train"))
         if cluster.ray_mode(cfg.orchestration.ray_address) == "library":
             return _train_library(cfg, spec, features_dir, embeddings_dir)
-        # On the cluster the same stage runs as the Ray Job's entry point, with an empty Ray address so that
-        # it trains on the cluster it runs in; its record is the result.
-        job_spec = spec._replace(overrides=(*spec.overrides, "orchestration.ray_address="))
+        # On the cluster the same stage runs as the Ray Job's entry point; an explicit ray_address (flag, DAG
+        # param) is dropped there, so the job's driver joins the cluster it runs in through the RAY_ADDRESS Ray
+        # sets for it (host:port, never the dashboard URL). Its record is the result.
+        job_spec = spec._replace(overrides=tuple(o for o in spec.overrides
+                                                 if not o.strip().startswith("orchestration.ray_address=")))
         entry = ["unisem", "stage", "train", *job_spec.cli_args(),
                  "--upstream", json.dumps({"features_dir": str(features_dir), "embeddings_dir": str(embeddings_dir)})]
+        timeouts = cfg.orchestration.timeouts
         job_id = cluster.submit_ray_job(cfg.orchestration.ray_address, entry, name=f"unisem-train-{spec.run_id}",
-                                        env={"UNISEM_HOME": spec.home}, log_path=layout.pipeline / "logs" / "train.log")
+                                        env={"UNISEM_HOME": spec.home}, log_path=layout.pipeline / "logs" / "train.log",
+                                        timeout_s=timeouts.ray_job_s, auth_token=cfg.orchestration.ray_auth_token,
+                                        connect_timeout_s=timeouts.service_connect_s)
         record = read_records(layout).get("train") or {}
         if record.get("status") != "ok":
             raise StageError(f"Ray job {job_id} finished but wrote no train result in {layout.pipeline}")
@@ -330,29 +341,34 @@ def evaluate(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], tra
     return recorded(layout, "evaluate", body)
 
 
-def find_registered(cfg: UnisemConfig, run_id: str) -> dict[str, Any] | None:
-    """The model version already registered for this pipeline run id, if any (the rerun guard)."""
-    import mlflow
+def find_registered(cfg: UnisemConfig, run_id: str) -> list[dict[str, Any]]:
+    """The model versions registered for this pipeline run id (the rerun guard), oldest first.
 
-    from unisem.registry.tracking import configure
+    A tracking server that cannot be reached raises (``TrackingUnavailable``): an outage is never read as
+    "not registered", which would register a duplicate once the server is back.
+    """
+    from unisem.registry.tracking import TrackingUnavailable, client, tracking_uri
 
-    uri = configure(cfg)
-    client = mlflow.MlflowClient(uri)
+    uri = tracking_uri(cfg)
+    store = client(cfg)  # checks that an HTTP tracking server answers, with the configured timeouts
     try:
-        versions = client.search_model_versions(f"name='{cfg.registry.model_name}'")
-    except mlflow.exceptions.MlflowException:
-        return None
-    for mv in versions:
-        if (mv.tags or {}).get(RUN_ID_TAG) == run_id:
-            return {"model_name": mv.name, "version": str(mv.version), "model_uri": f"models:/{mv.name}/{mv.version}",
-                    "mlflow_run_id": mv.run_id, "tracking_uri": uri}
-    return None
+        versions = store.search_model_versions(f"name='{cfg.registry.model_name}'")
+    except Exception as exc:  # noqa: BLE001 - MlflowException and requests' errors alike mean "no answer"
+        raise TrackingUnavailable(f"MLflow at {uri}: cannot list the versions of {cfg.registry.model_name!r} "
+                                  f"to check for run {run_id}: {exc}") from exc
+    found = [mv for mv in versions if (mv.tags or {}).get(RUN_ID_TAG) == run_id]
+    return [{"model_name": mv.name, "version": str(mv.version), "model_uri": f"models:/{mv.name}/{mv.version}",
+             "mlflow_run_id": mv.run_id, "tracking_uri": uri, "model_sha256": (mv.tags or {}).get("model_sha256")}
+            for mv in sorted(found, key=lambda mv: int(mv.version))]
 
 
 def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], evaluated: Mapping[str, Any]) -> dict[str, Any]:
     """Log the run to MLflow and register the model as a new version with alias ``challenger``.
 
-    A version already tagged with this run id is returned instead of registering a duplicate.
+    One version per pipeline run id, and it is the model this run's metrics describe: a rerun whose model
+    has the same bytes (sha256) as the version registered for the run id reuses it; a rerun whose model
+    differs registers it and deletes the run id's earlier version (aliases on it go with it, so ``promote``
+    decides afresh). The tracking server is checked first, so an outage fails here with nothing written.
     """
     spec = _spec(spec)
     layout = spec.layout()
@@ -361,19 +377,12 @@ def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], eval
         import mlflow
 
         from unisem.registry.registration import log_and_register
-        from unisem.registry.tracking import configure
+        from unisem.registry.tracking import client
         from unisem.train import TrainResult
 
         cfg = spec.config()
         _need(evaluated, "metrics_path", "register")
         existing = find_registered(cfg, spec.run_id)
-        if existing is not None:
-            started = trained.get("mlflow_run_id")
-            if started and started != existing.get("mlflow_run_id"):
-                from unisem.registry.tracking import finish_run
-
-                finish_run(cfg, str(started), "KILLED")  # a retrained rerun whose model is not registered
-            return {**existing, "reused": True}
         train_out = dict(trained)
         if "history" not in train_out and "history_path" not in train_out:  # an older DAG's stripped XCom
             recorded_train = read_records(layout).get("train") or {}
@@ -382,15 +391,25 @@ def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], eval
                              best_epoch=int(train_out.get("best_epoch", 0)),
                              best_metrics=dict(train_out.get("best_metrics") or {}),
                              history=read_history(train_out))
-        reg = log_and_register(cfg, layout, result, run_id=train_out.get("mlflow_run_id"))
-        uri = configure(cfg)
+        started = train_out.get("mlflow_run_id")
+        reg = log_and_register(cfg, layout, result, run_id=started)
+        store = client(cfg)
+        uri = mlflow.get_tracking_uri()
         name = cfg.registry.model_name
-        mlflow.MlflowClient(uri).set_model_version_tag(name, str(reg.version), RUN_ID_TAG, spec.run_id)
+        store.set_model_version_tag(name, str(reg.version), RUN_ID_TAG, spec.run_id)
+        reused = any(e["version"] == str(reg.version) for e in existing)
+        if started and started != reg.run_id:
+            from unisem.registry.tracking import finish_run
+
+            finish_run(cfg, str(started), "KILLED")  # a retrained rerun whose identical model is already registered
+        replaced = [e["version"] for e in existing if e["version"] != str(reg.version)]
+        for version in replaced:
+            store.delete_model_version(name, version)
         from unisem.registry.tracking import model_version_url, run_url
 
-        experiment_id = mlflow.MlflowClient(uri).get_run(reg.run_id).info.experiment_id
+        experiment_id = store.get_run(reg.run_id).info.experiment_id
         return {"model_name": name, "version": str(reg.version), "model_uri": reg.model_uri,
-                "mlflow_run_id": reg.run_id, "tracking_uri": uri, "reused": False,
+                "mlflow_run_id": reg.run_id, "tracking_uri": uri, "reused": reused, "replaced": replaced,
                 "run_url": run_url(uri, experiment_id, reg.run_id),
                 "version_url": model_version_url(uri, name, str(reg.version))}
 

@@ -1,7 +1,9 @@
 """Where MLflow keeps runs and models, and what a training run logs there.
 
 One function decides the tracking URI so that the CLI, the DAG and the tests always talk to the same store:
-the config wins, then ``MLFLOW_TRACKING_URI``, then SQLite under ``UNISEM_HOME`` (nothing to start by hand).
+an explicit value, then ``MLFLOW_TRACKING_URI``, then the config file (``unisem.config.services``), then
+SQLite under ``UNISEM_HOME`` (nothing to start by hand). A tracking server is checked before use and its
+client's timeouts and retries come from ``orchestration.timeouts``.
 For a local store the artifacts are kept beside the database, never in a ``./mlruns`` of whatever folder the
 command happened to run in.
 """
@@ -23,9 +25,49 @@ from unisem.home import RunLayout, default_tracking_uri
 _IGNORED_NAMES = {"_SUCCESS", "manifest.json"}
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer; never to be read as "nothing registered"."""
+
+
 def tracking_uri(cfg: UnisemConfig) -> str:
-    """cfg.registry.tracking_uri, else ``$MLFLOW_TRACKING_URI``, else SQLite under ``UNISEM_HOME``."""
+    """cfg.registry.tracking_uri (``load_config`` already put a ``MLFLOW_TRACKING_URI`` there, above the config
+    file and below an explicit value), else ``$MLFLOW_TRACKING_URI``, else SQLite under ``UNISEM_HOME``."""
     return cfg.registry.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+# MLflow's HTTP client reads these on every request; set from orchestration.timeouts before any request, so a
+# down server costs seconds, not MLflow's default of minutes of retries.
+_HTTP_ENV = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "mlflow_request_s",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "mlflow_max_retries",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "mlflow_backoff_factor",
+}
+
+
+def apply_http_settings(cfg: UnisemConfig) -> None:
+    t = cfg.orchestration.timeouts
+    for var, attr in _HTTP_ENV.items():
+        value = getattr(t, attr)
+        os.environ[var] = str(int(value)) if float(value).is_integer() else str(value)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0.5"
+
+
+def check_server(uri: str, timeout_s: float) -> None:
+    """An ``http(s)://`` tracking server must answer ``/health`` within ``timeout_s``; raise naming it if not."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise TrackingUnavailable(f"MLflow tracking server at {uri} answered {exc.code} on /health") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise TrackingUnavailable(f"cannot reach the MLflow tracking server at {uri} (waited at most "
+                                  f"{timeout_s:g}s): {getattr(exc, 'reason', exc)}") from exc
 
 
 def local_artifact_root(uri: str) -> Path | None:
@@ -40,11 +82,20 @@ def configure(cfg: UnisemConfig) -> str:
     import mlflow
 
     uri = tracking_uri(cfg)
+    apply_http_settings(cfg)
+    check_server(uri, cfg.orchestration.timeouts.service_connect_s)
     root = local_artifact_root(uri)
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
+    # MLflow also writes the URI into MLFLOW_TRACKING_URI for subprocesses; the deployment's own value must
+    # stay what it was, since that variable is an address source for every later load_config of this process.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     return uri
 
 

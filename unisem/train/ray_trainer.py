@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,7 +64,8 @@ def _injected_failure_epoch(config: dict) -> int | None:
 class RayRuntime:
     """``TrainRuntime`` of one Ray Train worker (see ``unisem.train.runtime``)."""
 
-    def __init__(self, use_gpu: bool = False, fail_at_epoch: int | None = None, marker: Path | None = None) -> None:
+    def __init__(self, use_gpu: bool = False, fail_at_epoch: int | None = None, marker: Path | None = None,
+                 resume_checkpoint: Path | None = None) -> None:
         import ray.train
         import ray.train.torch
 
@@ -77,6 +77,7 @@ class RayRuntime:
         self.fail_at_epoch = fail_at_epoch
         self.marker = marker
         self.resumed_from_epoch: int | None = None
+        self.resume_checkpoint = resume_checkpoint
         self._tmp_checkpoints: list[tempfile.TemporaryDirectory] = []
 
     @property
@@ -112,6 +113,9 @@ class RayRuntime:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None and self.resume_checkpoint is not None:
+            # A new call for the same run (an Airflow retry): the last checkpoint the earlier call reported.
+            checkpoint = ray.train.Checkpoint.from_directory(str(self.resume_checkpoint))
         if checkpoint is None:
             return None
         path = Path(checkpoint.path)
@@ -146,6 +150,7 @@ def _train_worker(config: dict[str, Any]) -> dict[str, Any]:
         use_gpu=cfg.training.use_gpu,
         fail_at_epoch=_injected_failure_epoch(config),
         marker=out_dir / f".failure-injected-at-epoch-{config.get('fail_at_epoch')}",
+        resume_checkpoint=Path(config["resume_checkpoint"]) if config.get("resume_checkpoint") else None,
     )
     result = fit(cfg, data, text, out_dir, runtime, on_epoch=config.get("on_epoch"))
     return {
@@ -159,8 +164,19 @@ def _train_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def ray_address(cfg: UnisemConfig) -> str | None:
-    """A cluster to join: ``RAY_ADDRESS``, else cfg.orchestration.ray_address; None means a local instance."""
-    return os.environ.get("RAY_ADDRESS") or cfg.orchestration.ray_address or None
+    """The cluster ``ray.init`` joins: cfg.orchestration.ray_address, where ``load_config`` has applied the
+    precedence (explicit > RAY_ADDRESS > config file); None means a local instance.
+
+    A dashboard URL (``http(s)://``) is for Ray Jobs (``unisem.pipeline.cluster``), never for ``ray.init``.
+    """
+    address = (cfg.orchestration.ray_address or "").strip()
+    if address.startswith(("http://", "https://")):
+        raise ValueError(
+            f"Ray address {address!r} is a dashboard URL, which is for submitting Ray Jobs (the pipeline's train "
+            "stage does that); in-process training joins a cluster by its GCS address (host:6379) or starts a "
+            "local Ray instance when the address is empty"
+        )
+    return address or None
 
 
 def ensure_ray(cfg: UnisemConfig) -> bool:
@@ -176,8 +192,48 @@ def ensure_ray(cfg: UnisemConfig) -> bool:
         t = cfg.training
         cpus = max(1, max(t.num_workers, 1) * t.cpus_per_worker)
         # GPUs are detected by Ray; too few for use_gpu workers fails the worker-group start with Ray's message.
-        ray.init(num_cpus=cpus, include_dashboard=False)
+        # A dashboard-URL RAY_ADDRESS in the environment would be picked up by ray.init itself: hide it.
+        saved = os.environ.pop("RAY_ADDRESS", None)
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False)
+        finally:
+            if saved is not None:
+                os.environ["RAY_ADDRESS"] = saved
     return True
+
+
+def run_fingerprint(cfg_dict: dict, features_dir: Path, embeddings_dir: Path) -> str:
+    """What makes two calls the same training: the worker config and the bytes of its inputs.
+
+    The Ray run is named after it, so a retry of the same run (same inputs) finds and resumes the earlier
+    call's checkpoints, while changed features or settings start a fresh run.
+    """
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(cfg_dict, sort_keys=True, default=str).encode())
+    for root in (Path(features_dir), Path(embeddings_dir)):
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
+                           and not p.name.endswith(".crc")):
+            h.update(str(path.relative_to(root)).encode())
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def latest_checkpoint(run_storage: Path) -> Path | None:
+    """The checkpoint with the highest epoch among those Ray kept for a run (``state.json`` says the epoch)."""
+    best: tuple[int, Path] | None = None
+    if not run_storage.is_dir():
+        return None
+    for state in run_storage.glob("checkpoint_*/state.json"):
+        try:
+            epoch = int(json.loads(state.read_text())["loop"]["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a checkpoint cut short by the failure that made us retry
+        if best is None or epoch > best[0]:
+            best = (epoch, state.parent)
+    return None if best is None else best[1]
 
 
 def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, out_dir: Path,
@@ -202,19 +258,27 @@ def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, 
     for name, path in (("features", features_dir), ("embeddings", embeddings_dir)):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: the {name} folder does not exist")
-    # Ray resumes only within one call (FailureConfig); earlier calls' run folders are never read again, so a
-    # rerun of the same training folder starts by dropping them instead of piling them up.
-    shutil.rmtree(out_dir / STORAGE_DIR, ignore_errors=True)
+    worker_cfg = to_dict(worker_config(cfg, t.num_workers))
+    # Within one call Ray restarts failed workers from the last checkpoint (FailureConfig). Across calls (an
+    # Airflow retry of the same run) the run name is the fingerprint of config + inputs, so the new call
+    # resumes from the checkpoints the earlier one left; runs of other inputs are dropped, not piled up.
+    run_name = "train-" + run_fingerprint(worker_cfg, Path(features_dir), Path(embeddings_dir))
+    storage = out_dir / STORAGE_DIR
+    if storage.is_dir():
+        for stale in storage.iterdir():
+            if stale.name != run_name:
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+    resume = latest_checkpoint(storage / run_name)
     started = ensure_ray(cfg)
     try:
-        run_name = f"train-{os.getpid()}-{int(1000 * time.time())}"
         config = {
-            "cfg": to_dict(worker_config(cfg, t.num_workers)),
+            "cfg": worker_cfg,
             "features_dir": str(Path(features_dir).resolve()),
             "embeddings_dir": str(Path(embeddings_dir).resolve()),
             "out_dir": str(out_dir),
             "fail_at_epoch": os.environ.get(FAIL_ENV) or None,
             "on_epoch": on_epoch,
+            "resume_checkpoint": str(resume) if resume is not None else None,
         }
         metric = "valid/" + t.early_stopping_metric
         trainer = TorchTrainer(
