@@ -280,7 +280,8 @@ def test_6_offending_items_are_named_per_failing_check(dirty_gate):
 
 @pytest.mark.spark
 def test_7_validate_resolves_a_relative_out_before_spark(dirty_gate):
-    assert dirty_gate["err"] == ""
+    # Only progress lines on stderr: no error, no Great Expectations traceback about the relative path.
+    assert "error" not in dirty_gate["err"].lower() and "Traceback" not in dirty_gate["err"], dirty_gate["err"]
     assert (dirty_gate["root"] / "gate" / "data_docs" / "index.html").exists()
     assert dirty_gate["verdict"]["inputs"]["catalog"] == str(dirty_gate["root"] / "catalog.parquet")
 

@@ -93,7 +93,8 @@ def _versions(home: Path) -> list:
     db = home / "mlflow.db"
     if not db.exists():
         return []
-    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    uri = f"sqlite:///{db}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)  # never the process-wide registry URI
     return list(client.search_model_versions("name='unisem'"))
 
 
@@ -189,7 +190,8 @@ def test_clean_run_writes_curves_pages_and_a_training_run_with_live_epochs(runs)
     log = (home / "logs" / f"unisem_nightly-{RUN_ID}.log").read_text()
     assert "Skipping registering function" not in log and "epoch 2/2 loss" in log
 
-    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version("unisem", "1")
     assert version.description.startswith("PROMOTED to champion")
     assert not [k for k in version.tags if k.startswith("metric.") and "@" not in k and "_at_10" not in k]

@@ -250,7 +250,9 @@ print("RESULT" + json.dumps({{"ids": [list(x) for x in out["item_ids"]], "scores
     memory = load_model(trained["good"].model_dir)
     expect = ServingModel(memory).recommend(histories[:3], k=7)
     assert fresh["ids"][:3] == expect.item_ids
-    np.testing.assert_allclose(np.array(fresh["scores"][:3]), np.array(expect.scores[:3]), rtol=1e-6)
+    # Trimmed inference cuts each batch to its longest history, so a batch of 6 and one of 3 differ by float
+    # rounding only (the trimmed forward equals the padded one within 1e-5: tests/test_chunked_ranking.py).
+    np.testing.assert_allclose(np.array(fresh["scores"][:3]), np.array(expect.scores[:3]), rtol=1e-5, atol=1e-6)
     # ... which is what the Recommender itself returns for the same histories in index form
     import torch
 

@@ -28,6 +28,10 @@ class ScriptedModel:
         self.semantic_ids = semantic_ids
         self.score = next_item_scorer(len(item_ids))
 
+    def scorer(self):
+        """What ``evaluate`` ranks with: here the plain score function (a Recommender gives its trimmed one)."""
+        return self.score
+
 
 @pytest.fixture
 def features(tmp_path):
