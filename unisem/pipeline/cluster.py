@@ -233,31 +233,46 @@ def _new_lines(logs: str, seen: int) -> tuple[list[str], int]:
     return chunk[:cut].split("\n"), seen + cut + 1
 
 
+# What the Jobs API answers while the head's job agent is still starting.
+NO_AGENT = "No available agent to submit job"
+
+
 def submit_ray_job(address: str, entrypoint: Sequence[str], name: str, env: Mapping[str, str] | None = None,
                    log_path: Path | None = None, poll_s: float = 2.0, timeout_s: float | None = None,
-                   auth_token: str = "", connect_timeout_s: float = 10.0) -> str:
+                   auth_token: str = "", connect_timeout_s: float = 10.0, agent_wait_s: float = 120.0) -> str:
     """Submit ``entrypoint`` as a Ray Job, stream its log into Python logging (the Airflow task log) and
     ``log_path`` while waiting at most ``timeout_s``, and return its submission id.
 
-    Past the timeout the job is stopped and the error names the cluster; a refused token says so.
+    Past the timeout the job is stopped and the error names the cluster; a refused token says so. A head
+    whose job agent has not registered yet is retried for at most ``agent_wait_s``.
     """
     headers = ray_auth_headers(auth_token)
     ray_dashboard_check(address, connect_timeout_s, headers)
     from ray.job_submission import JobSubmissionClient
 
-    try:
-        client = JobSubmissionClient(address, headers=headers or None)
-        submission_id = f"{name}-{uuid.uuid4().hex[:8]}"
-        client.submit_job(
-            entrypoint=shlex.join(entrypoint),
-            submission_id=submission_id,
-            runtime_env={"env_vars": dict(env or {})},
-        )
-    except Exception as exc:  # noqa: BLE001 - Ray raises plain RuntimeError/ConnectionError for all of these
-        text = str(exc)
-        if any(s in text for s in ("401", "403", "Unauthorized", "nauthenticated", "auth")):
-            raise ClusterJobError(_ray_auth_message(address, exc)) from exc
-        raise ClusterJobError(f"Ray Jobs API at {address}: cannot submit {name}: {exc}") from exc
+    submission_id = f"{name}-{uuid.uuid4().hex[:8]}"
+    agent_deadline = time.monotonic() + agent_wait_s
+    while True:
+        try:
+            client = JobSubmissionClient(address, headers=headers or None)
+            client.submit_job(
+                entrypoint=shlex.join(entrypoint),
+                submission_id=submission_id,
+                runtime_env={"env_vars": dict(env or {})},
+            )
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises plain RuntimeError/ConnectionError for all of these
+            text = str(exc)
+            if any(s in text for s in ("401", "403", "Unauthorized", "nauthenticated", "auth")):
+                raise ClusterJobError(_ray_auth_message(address, exc)) from exc
+            if NO_AGENT in text and time.monotonic() < agent_deadline:
+                # The dashboard answers before its job agent has registered (seconds to a minute after
+                # `ray start` on a busy head): the job was not created, so the same id is submitted again.
+                LOG.info("Ray Jobs API at %s: no job agent yet; submitting %s again in %.0fs", address, name, poll_s)
+                time.sleep(poll_s)
+                continue
+            waited = f" (no job agent within {agent_wait_s:.0f}s)" if NO_AGENT in text else ""
+            raise ClusterJobError(f"Ray Jobs API at {address}: cannot submit {name}{waited}: {exc}") from exc
     LOG.info("submitted Ray job %s to %s", submission_id, address)
     start = time.monotonic()
     seen = 0
