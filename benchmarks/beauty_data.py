@@ -77,3 +77,30 @@ if __name__ == "__main__":
     d = load_beauty()
     e = beauty_embeddings(d.item_texts)
     print(d.num_users, d.num_items, e.shape)
+
+
+def random_text_home(prefix: str):
+    """A fresh UNISEM_HOME holding Beauty's features and seeded random text embeddings (row 0 = padding).
+
+    For the benchmarks that time registration and serving: their cost does not depend on the text, and the
+    MiniLM pass would dominate them. Returns ``(home, cfg, data, text, features_dir, embeddings_dir)``.
+    """
+    import tempfile
+
+    from safetensors.numpy import save_file
+
+    from unisem.config import load_config
+    from unisem.data.dataset import write_features
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["UNISEM_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    cfg = load_config()
+    data = load_beauty(max_seq_len=cfg.data.max_seq_len)
+    text = np.random.default_rng(0).normal(size=(data.num_items + 1, 384)).astype(np.float32)
+    text[0] = 0
+    features, embeddings = home / "features", home / "embeddings"
+    write_features(data, features)
+    embeddings.mkdir()
+    save_file({"embeddings": text}, str(embeddings / "item_embeddings.safetensors"))
+    return home, cfg, data, text, features, embeddings

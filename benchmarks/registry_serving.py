@@ -17,11 +17,9 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT = REPO_ROOT / "benchmarks" / "results" / "registry_serving.json"
@@ -37,11 +35,9 @@ def main() -> None:
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     import pandas as pd
     import torch
-    from beauty_data import load_beauty
-    from safetensors.numpy import save_file
+    from beauty_data import random_text_home
 
-    from unisem.config import load_config
-    from unisem.data.dataset import split_inputs, write_features
+    from unisem.data.dataset import split_inputs
     from unisem.home import RunLayout
     from unisem.model import build_network, save_model
     from unisem.registry.promotion import promote_if_better
@@ -50,17 +46,7 @@ def main() -> None:
     from unisem.train import TrainResult
 
     load_start = os.getloadavg()[0]
-    home = Path(tempfile.mkdtemp(prefix="unisem-bench-registry-"))
-    os.environ["UNISEM_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    cfg = load_config()
-    data = load_beauty(max_seq_len=cfg.data.max_seq_len)
-    text = np.random.default_rng(0).normal(size=(data.num_items + 1, 384)).astype(np.float32)
-    text[0] = 0
-    features, embeddings = home / "features", home / "embeddings"
-    write_features(data, features)
-    embeddings.mkdir()
-    save_file({"embeddings": text}, str(embeddings / "item_embeddings.safetensors"))
+    home, cfg, data, text, features, embeddings = random_text_home("unisem-bench-registry-")
 
     rows = {}
     versions = []
