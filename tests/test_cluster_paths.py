@@ -215,3 +215,41 @@ def test_one_registered_version_per_run_id_and_it_is_the_latest_model(clean_env,
     assert [f["version"] for f in found] == [second["version"]]
     versions = client(cfg).search_model_versions("name='unisem'")
     assert [str(v.version) for v in versions] == [second["version"]]
+
+
+class _AgentStartingClient:
+    """Stands in for Ray's JobSubmissionClient (our retry logic is under test; the cluster suite submits
+    to a real head): the first ``refusals`` submissions get the answer of a head whose job agent is starting."""
+
+    submissions: list[str] = []
+    refusals = 0
+
+    def __init__(self, address, headers=None):
+        pass
+
+    def submit_job(self, entrypoint, submission_id, runtime_env):
+        type(self).submissions.append(submission_id)
+        if len(type(self).submissions) <= type(self).refusals:
+            raise RuntimeError(f"Request failed with status code 500: {cluster.NO_AGENT}, please try again later.")
+
+    def get_job_status(self, submission_id):
+        return "SUCCEEDED"
+
+    def get_job_logs(self, submission_id):
+        return "done\n"
+
+
+@pytest.mark.parametrize("refusals, agent_wait_s, submitted", [(2, 30.0, True), (10**6, 0.3, False)])
+def test_a_head_whose_job_agent_is_starting_is_retried_within_its_bound(monkeypatch, refusals, agent_wait_s, submitted):
+    import ray.job_submission
+
+    _AgentStartingClient.submissions, _AgentStartingClient.refusals = [], refusals
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", _AgentStartingClient)
+    monkeypatch.setattr(cluster, "ray_dashboard_check", lambda *a, **k: None)
+    call = lambda: cluster.submit_ray_job("http://127.0.0.1:1", ["true"], "t", poll_s=0.05, agent_wait_s=agent_wait_s)  # noqa: E731
+    if submitted:
+        job_id = call()
+        assert _AgentStartingClient.submissions == [job_id] * 3  # the same id again: the job was never created
+    else:
+        with pytest.raises(cluster.ClusterJobError, match=r"no job agent within 0s"):
+            call()
