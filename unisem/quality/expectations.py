@@ -17,6 +17,8 @@ restates the thresholds, which are already checks.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import logging
 import os
 import re
@@ -186,7 +188,9 @@ def run_suites(spark, catalog, interactions, measures: Mapping[str, float | None
             )
         )
         result = checkpoint.run(batch_parameters={"dataframe": frame},
-                                run_id=RunIdentifier(run_name=run_name) if run_name else None)
+                                run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc))
+                                if run_name else None)  # an explicit time: GX would parse a name like
+                                # 2026-12-01T12-38-26 as a date with offset -38:26 and crash
         failed = [r for run in result.run_results.values() for r in run.results if not r.success]
         outcomes.append(
             SuiteOutcome(
