@@ -181,3 +181,13 @@ def test_beauty_passes_with_its_real_dirt_as_warnings(spark, tmp_path, beauty_di
     ids = features.item_ids
     assert ids[features.test_items[u] - 1] == first[-1] and ids[features.valid_items[u] - 1] == first[-2]
     assert [ids[i - 1] for i in features.histories[u]] == first[1:-2][-50:]
+
+
+def test_a_run_id_that_reads_like_a_bad_date_still_validates(spark, tmp_path, clean):
+    """Data Docs name validations by the run folder; a run id from minute 38 must not be parsed as a time
+    zone offset of -38:26 (Great Expectations parses a run name without a run time as a date)."""
+    *_, cat, inter = clean
+    out = tmp_path / "2026-12-01T12-38-26" / "quality"
+    result = run_gate(load_config(), cat, inter, out, home=tmp_path / "home")
+    assert result.verdict == "pass" and result.verdict_path.exists()
+    assert any("2026-12-01T12-38-26" in p.as_posix() for p in (out / "data_docs").rglob("*.html"))
