@@ -191,3 +191,24 @@ def test_cli_train_and_recommend(tmp_path, capsys):
     assert main(["recommend", "--model", str(tmp_path / "t" / "model"), "--user", user, "--features", str(tmp_path / "features"), "-k", "2"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert main(["recommend", "--model", str(tmp_path / "t" / "model"), "--history", "nope", "-k", "2"]) == 1
+
+
+def test_validation_sample_is_fixed_seeded_and_bounded(tmp_path):
+    from unisem.train.loop import validation_users
+
+    data, text = chain_dataset(users=40)
+    assert validation_users(data, 0, 1) is data and validation_users(data, 40, 1) is data
+    sample = validation_users(data, 7, 3)
+    assert sample.num_users == 7 and sample.item_ids == data.item_ids
+    again = validation_users(data, 7, 3)
+    assert sample.user_ids == again.user_ids  # the same users every epoch
+    rows = [data.user_ids.index(u) for u in sample.user_ids]
+    assert rows == sorted(rows)
+    for u, r in zip(sample.user_ids, rows):
+        i = sample.user_ids.index(u)
+        assert np.array_equal(sample.histories[i], data.histories[r])
+        assert sample.valid_items[i] == data.valid_items[r] and sample.test_items[i] == data.test_items[r]
+    assert validation_users(data, 7, 4).user_ids != sample.user_ids
+
+    result = fit(tiny_cfg(valid_users=5, max_epochs=1), data, text, tmp_path)  # trains on all, validates on 5
+    assert result.best_epoch == 1

@@ -56,6 +56,13 @@ class SequenceDataset:
     def num_users(self) -> int:
         return len(self.user_ids)
 
+    def users(self, rows: np.ndarray) -> "SequenceDataset":
+        """The same catalog with only the users at ``rows`` (e.g. a validation sample)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return SequenceDataset(self.item_ids, self.item_texts, self.item_titles, tuple(self.user_ids[u] for u in rows),
+                               tuple(self.histories[u] for u in rows), self.valid_items[rows], self.test_items[rows],
+                               self.cold_items)
+
     def __post_init__(self) -> None:
         n = len(self.user_ids)
         if not (len(self.histories) == len(self.valid_items) == len(self.test_items) == n):

@@ -60,8 +60,18 @@ def require_model(best_epoch: int, history: list[dict], cfg, out_dir: Path, user
     raise NoModelError(f"{out_dir}: training produced no model: {why}; no model was written")
 
 
+def validation_users(data: SequenceDataset, limit: int, seed: int) -> SequenceDataset:
+    """The users every epoch validates on: all of them up to ``limit`` (0 = no limit), else one seeded sample
+    (sorted, so the same users in the same order each epoch and the curve compares like with like)."""
+    if limit == 0 or data.num_users <= limit:
+        return data
+    rows = np.sort(np.random.default_rng(seed).choice(data.num_users, size=limit, replace=False))
+    return data.users(rows)
+
+
 def validation_metrics(network, cfg, data: SequenceDataset) -> dict[str, float]:
-    """Full-ranking metrics on the validation split (B2's protocol), without slices, for speed."""
+    """Full-ranking metrics on the validation split (B2's protocol), without slices, for speed; ``data`` is
+    already the validation users (``validation_users``)."""
     from unisem.evaluate.protocols import evaluate
 
     rec = Recommender(network, cfg, data.item_ids, data.item_titles)
@@ -100,6 +110,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
     metric = t.early_stopping_metric
     loop = {"epoch": 0, "best_epoch": -1, "best_value": -math.inf, "best_metrics": {}, "bad_epochs": 0, "history": []}
     model_dir, ckpt_dir = out_dir / MODEL_DIR, out_dir / CHECKPOINT_DIR
+    valid_data = validation_users(data, t.valid_users, t.seed)
 
     resume = runtime.resume_from()
     if resume is not None:
@@ -142,7 +153,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
 
         start = time.perf_counter()
         model.eval()
-        valid = validation_metrics(net, cfg, data)
+        valid = validation_metrics(net, cfg, valid_data)
         valid_seconds = time.perf_counter() - start
         if metric not in valid:
             raise ValueError(f"training.early_stopping_metric: {metric!r} is not a validation metric; have {sorted(valid)}")
