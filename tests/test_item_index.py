@@ -76,3 +76,37 @@ def test_serving_answers_from_the_index_like_exact_search_when_every_cell_is_pro
     assert np.allclose(approx.scores, exact.scores, atol=1e-5)
     serving.add_items(["new-item"], text[1:2])  # the index no longer covers the table: exact search again
     assert serving.item_index is None
+
+
+def test_calibration_picks_the_fewest_probes_that_reach_the_target_and_saves_them(tmp_path):
+    from unisem.model.index import calibrate, index_recall
+
+    table = clustered_table(items=5000)
+
+    class Model:
+        max_len = 5
+
+        def __init__(self, table):
+            self.table = table
+
+        def user_states(self, padded):
+            return self.table[padded[:, -1]]
+
+    histories = [np.array([i]) for i in range(1, 5000, 25)]
+    index = build_index(table, nlist=64)
+    reached = calibrate(index, Model(table), histories, target_recall=0.95)
+    chosen = index.nprobe
+    assert reached >= 0.95 and reached == index_recall(index, Model(table), histories)
+    if chosen > 1:  # half the probes would not have been enough
+        assert index_recall(index, Model(table), histories, nprobe=chosen // 2) < 0.95
+    index.save(tmp_path / "items.faiss")
+    assert ItemIndex.load(tmp_path / "items.faiss").nprobe == chosen
+
+
+def test_long_and_short_vectors_rank_by_inner_product_not_by_distance():
+    # Two items in the query's direction, one twice as long: inner product must put the long one first
+    # (plain L2 nearest neighbour would pick the short one, which sits closer to a unit query).
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    index = build_index(table, nlist=1)
+    got = index.search(torch.tensor([[1.0, 0.1]]), 3, nprobe=1)
+    assert got.tolist() == [[2, 1, 3]]

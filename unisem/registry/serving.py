@@ -59,7 +59,7 @@ class ServingModel:
         self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
         self.added: list[str] = []
         self.item_index = None  # an approximate index (unisem.model.index.ItemIndex), or exact search
-        self.nprobe = 0
+        self.nprobe: int | None = None  # None: the index's calibrated probe count
 
     @property
     def max_len(self) -> int:
@@ -95,7 +95,7 @@ class ServingModel:
             del rec._index
         return len(keep)
 
-    def use_index(self, item_index, nprobe: int = 16) -> None:
+    def use_index(self, item_index, nprobe: int | None = None) -> None:
         """Answer ``recommend`` from an approximate index over this model's item table (None: exact again).
 
         The index must cover the current table: items added afterwards are not in it, so adding items
