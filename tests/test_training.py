@@ -212,3 +212,12 @@ def test_validation_sample_is_fixed_seeded_and_bounded(tmp_path):
 
     result = fit(tiny_cfg(valid_users=5, max_epochs=1), data, text, tmp_path)  # trains on all, validates on 5
     assert result.best_epoch == 1
+
+
+def test_saved_semantic_ids_are_the_saved_weights_codes(tmp_path):
+    from safetensors.numpy import load_file
+
+    data, text = chain_dataset(users=60)
+    result = fit(tiny_cfg(max_epochs=2), data, text, tmp_path)
+    stored = load_file(str(result.model_dir / "codebooks.safetensors"))["semantic_ids"]
+    assert np.array_equal(stored, load_model(result.model_dir).semantic_ids)

@@ -22,8 +22,10 @@ FORMAT_VERSION = 1
 WEIGHTS, CONFIG, ITEMS, CODEBOOKS = "weights.safetensors", "config.json", "items.json", "codebooks.safetensors"
 
 
-def write_model_files(network: UnisemNetwork, cfg, item_ids, item_titles, folder: Path) -> None:
-    """Write the model files into an existing (temporary) folder."""
+def write_model_files(network: UnisemNetwork, cfg, item_ids, item_titles, folder: Path,
+                      semantic_ids: np.ndarray | None = None) -> None:
+    """Write the model files into an existing (temporary) folder; ``semantic_ids`` [N+1, L] are the current
+    network's (e.g. from the table validation just computed), else encoded here."""
     from unisem.config import to_dict
 
     net = unwrap(network)
@@ -35,20 +37,24 @@ def write_model_files(network: UnisemNetwork, cfg, item_ids, item_titles, folder
     cold = torch.nonzero(net.items.cold).flatten().tolist()
     (folder / ITEMS).write_text(json.dumps({"item_ids": list(item_ids), "item_titles": list(item_titles), "cold_items": cold}))
     if net.items.has_semantic:
-        was_training = net.training
-        net.eval()
-        codes = net.item_table().codes
-        net.train(was_training)
+        if semantic_ids is not None:
+            codes = torch.as_tensor(semantic_ids)
+        else:
+            was_training = net.training
+            net.eval()
+            codes = net.item_table().codes
+            net.train(was_training)
         save_file(
             {"codebooks": net.items.rqvae.quantizer.codebooks.detach().cpu().contiguous(), "semantic_ids": codes.cpu().contiguous()},
             str(folder / CODEBOOKS),
         )
 
 
-def save_model(network: UnisemNetwork, cfg, item_ids, item_titles, model_dir: str | Path) -> Path:
+def save_model(network: UnisemNetwork, cfg, item_ids, item_titles, model_dir: str | Path,
+               semantic_ids: np.ndarray | None = None) -> Path:
     """Write the model folder atomically (a crash leaves the previous folder intact)."""
     with atomic_dir(model_dir) as tmp:
-        write_model_files(network, cfg, item_ids, item_titles, tmp)
+        write_model_files(network, cfg, item_ids, item_titles, tmp, semantic_ids)
     return Path(model_dir)
 
 

@@ -69,12 +69,11 @@ def validation_users(data: SequenceDataset, limit: int, seed: int) -> SequenceDa
     return data.users(rows)
 
 
-def validation_metrics(network, cfg, data: SequenceDataset) -> dict[str, float]:
+def validation_metrics(rec: Recommender, cfg, data: SequenceDataset) -> dict[str, float]:
     """Full-ranking metrics on the validation split (B2's protocol), without slices, for speed; ``data`` is
     already the validation users (``validation_users``)."""
     from unisem.evaluate.protocols import evaluate
 
-    rec = Recommender(network, cfg, data.item_ids, data.item_titles)
     report = evaluate(rec.scorer(), data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len, protocols=("full",), slices=False)
     return dict(report.protocols["full"])
 
@@ -155,7 +154,8 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
 
         start = time.perf_counter()
         model.eval()
-        valid = validation_metrics(net, cfg, valid_data)
+        rec = Recommender(net, cfg, data.item_ids, data.item_titles)  # the epoch's item table, computed once
+        valid = validation_metrics(rec, cfg, valid_data)
         valid_seconds = time.perf_counter() - start
         if metric not in valid:
             raise ValueError(f"training.early_stopping_metric: {metric!r} is not a validation metric; have {sorted(valid)}")
@@ -177,7 +177,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
         if improved:
             loop.update(best_epoch=epoch + 1, best_value=float(valid[metric]), best_metrics={k: float(v) for k, v in valid.items()}, bad_epochs=0)
             if runtime.is_main:
-                save_model(net, cfg, data.item_ids, data.item_titles, model_dir)
+                save_model(net, cfg, data.item_ids, data.item_titles, model_dir, semantic_ids=rec.semantic_ids)
         else:
             loop["bad_epochs"] += 1
         loop["history"].append(record)
