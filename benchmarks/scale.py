@@ -9,7 +9,8 @@ benchmarks/results/scale.md:
 - ``epoch_seconds`` / ``epoch_cpu_seconds``: one training epoch (every prefix of every user), wall and
   process CPU, the default model with ``training.loss`` (default ``sampled``);
 - ``peak_rss_gb``: the benchmark process's peak resident set (data generation runs in a child process,
-  the CLI, so it is not counted; everything after it is: loading, training, evaluation, serving, index);
+  the CLI, so it is not counted; everything after it is: loading, training, evaluation, serving, index;
+  with ``--workers`` the Ray workers' own memory is not in it);
 - ``eval_seconds``: the test split of the first 100,000 users, full ranking and sampled-99, through the
   chunked state scorer (the library's evaluation path);
 - ``serve_p50_ms`` / ``serve_p99_ms``: one user per ``ServingModel.recommend`` call (top-10, seen items
@@ -44,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
-TABLE = ROOT / "benchmarks" / "results" / "scale.md"
 EVAL_USERS = 100_000
 SERVE_REQUESTS, SERVE_WARMUP = 300, 10
 RECALL_USERS = 1000
@@ -123,6 +123,25 @@ def first_users(data, n: int):
                            data.valid_items[:n], data.test_items[:n], data.cold_items)
 
 
+def train_on_ray(cfg, data, text: np.ndarray, out: Path, workers: int):
+    """The epoch under Ray Train with ``workers`` CPU workers (one core each), from features and embeddings
+    on disk as the pipeline's train stage reads them. The epoch's seconds are rank 0's; its CPU seconds are
+    rank 0's process only, so the row says ``cpu_seconds_scope``."""
+    from safetensors.numpy import save_file
+
+    from unisem.config import replace_in
+    from unisem.data.dataset import write_features
+    from unisem.text.embeddings import EMBEDDINGS_FILE, TENSOR
+    from unisem.train.ray_trainer import train_with_ray
+
+    features, embeddings = out / "features", out / "embeddings"
+    write_features(data, features)
+    embeddings.mkdir(parents=True)
+    save_file({TENSOR: np.ascontiguousarray(text, dtype=np.float32)}, str(embeddings / EMBEDDINGS_FILE))
+    cfg = replace_in(cfg, training={"num_workers": workers, "cpus_per_worker": 1})
+    return train_with_ray(cfg, features, embeddings, out / "training")
+
+
 def timed(fn):
     start, cpu = time.perf_counter(), time.process_time()
     out = fn()
@@ -158,7 +177,10 @@ def measure(args) -> dict:
         # catalog-sized parts - ID table, item sampler, text - are all there), the epoch has fewer of them.
         rows = np.sort(np.random.default_rng(1).choice(data.num_users, size=args.train_users, replace=False))
         train_data, share = data.users(rows), args.train_users / data.num_users
-    result = fit(cfg, train_data, text, out)
+    if args.workers:
+        result = train_on_ray(cfg, train_data, text, out, args.workers)
+    else:
+        result = fit(cfg, train_data, text, out)
     epoch = result.history[0]
     del text
     model = load_model(result.model_dir)
@@ -209,6 +231,8 @@ def measure(args) -> dict:
             "users": train_data.num_users, "seconds": round(epoch["train_seconds"], 1),
             "cpu_seconds": round(epoch["train_cpu_seconds"], 1)},
         "valid_seconds": round(epoch["valid_seconds"], 1),
+        "ray_workers": args.workers,
+        "cpu_seconds_scope": "rank 0 process" if args.workers else "process",
         "peak_rss_gb": round(peak_rss_gb(), 2),
         "eval_users": sub.num_users,
         "eval_seconds": round(eval_s, 1),
@@ -234,13 +258,14 @@ def measure(args) -> dict:
     }
 
 
-def write_results(row: dict) -> None:
-    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    key = lambda r: (r["items"], r["interactions"], r["loss"])  # noqa: E731
+def write_results(row: dict, results: Path = RESULTS) -> None:
+    table = results.with_suffix(".md")
+    rows = json.loads(results.read_text()) if results.exists() else []
+    key = lambda r: (r["items"], r["interactions"], r["loss"], r.get("ray_workers", 0))  # noqa: E731
     rows = sorted([r for r in rows if key(r) != key(row)] + [row], key=key)
-    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp = results.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    tmp.replace(RESULTS)
+    tmp.replace(results)
     lines = [
         "# Scale: training, evaluation and serving on generated catalogs (2 shared CPU cores)",
         "",
@@ -249,16 +274,16 @@ def write_results(row: dict) -> None:
         "one user per request; recall = approximate index (IVF, nprobe of nlist cells in scale.json, calibrated",
         "on other users) vs exact chunked top-10; query ms = per user in a batch of 1,000, index vs exact.",
         "",
-        "| items | interactions | loss | epoch s | epoch CPU s | peak RSS GB | eval users | eval s | serve p50 ms | serve p99 ms | index recall@10 | index / exact query ms | load avg |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| items | interactions | loss | Ray workers | epoch s | epoch CPU s | peak RSS GB | eval users | eval s | serve p50 ms | serve p99 ms | index recall@10 | index / exact query ms | load avg |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {r['epoch_seconds']} | {r['epoch_cpu_seconds']} | "
+            f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {r.get('ray_workers', 0)} | {r['epoch_seconds']} | {r['epoch_cpu_seconds']} | "
             f"{r['peak_rss_gb']} | {r['eval_users']:,} | {r['eval_seconds']} | {r['serve_p50_ms']} | {r['serve_p99_ms']} | "
             f"{r['index_recall_at_10']} | {r.get('index_query_ms', '-')} / {r.get('exact_query_ms', '-')} | {r['load_average_1min_at_start']}-{r['load_average_1min_at_end']} |"
         )
-    TABLE.write_text("\n".join(lines) + "\n")
+    table.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -269,6 +294,9 @@ def main() -> None:
     parser.add_argument("--train-users", type=int, default=0,
                         help="train the epoch on a seeded sample of this many users and scale its time by users "
                              "(0: every user); evaluation and serving still see every user")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="rows file (the table is written beside it)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="train under Ray Train with this many CPU workers (0: in this process)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, as the CLI's --set (e.g. training.valid_users=10000)")
     parser.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "unisem-scale-data"))
@@ -277,7 +305,7 @@ def main() -> None:
     parser.add_argument("--target-recall", type=float, default=0.9)
     args = parser.parse_args()
     row = measure(args)
-    write_results(row)
+    write_results(row, args.results)
     print(json.dumps(row, indent=2))
 
 
