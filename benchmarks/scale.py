@@ -140,7 +140,7 @@ def measure(args) -> dict:
     from unisem.evaluate.protocols import evaluate
     from unisem.model import load_model
     from unisem.model.index import build_index, index_recall
-    from unisem.registry.serving import ServingModel
+    from unisem.model.inference_by_id import ServingModel
     from unisem.train import fit
 
     load_start = os.getloadavg()[0]
