@@ -167,19 +167,18 @@ def conform_interactions(table: pa.Table, source: str, place: Callable[[int], st
     return out.cast(INTERACTIONS_SCHEMA)
 
 
+def _read_parquet(path: Path, what: str) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataContractError(f"{path}: cannot read the {what} as Parquet: {exc}") from exc
+
+
 def read_catalog(path: str | Path) -> pa.Table:
     path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataContractError(f"{path}: cannot read the catalog as Parquet: {exc}") from exc
-    return conform_catalog(table, str(path))
+    return conform_catalog(_read_parquet(path, "catalog"), str(path))
 
 
 def read_interactions(path: str | Path) -> pa.Table:
     path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataContractError(f"{path}: cannot read the interactions as Parquet: {exc}") from exc
-    return conform_interactions(table, str(path))
+    return conform_interactions(_read_parquet(path, "interactions"), str(path))
