@@ -28,12 +28,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from unisem.config.schema import MODEL_VARIANTS as MODELS  # noqa: E402
+
 RESULTS = HERE / "results" / "beauty.json"
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 KEY = ("variant", "distance", "loss", "seed", "protocol", "device", "overrides", "cold_item_share", "slice")
 # Rows written before these fields existed: on the CPU, the paper configuration, no cold holdout, all users.
 ROW_DEFAULTS = {"device": "cpu", "overrides": "", "cold_item_share": 0.0, "slice": "all"}
-MODELS = ("unified", "id-only", "semantic-only")
 # Untrained reference scorers (unisem.evaluate.baselines): no epochs, no codebooks.
 BASELINES = ("text-knn", "popularity")
 # The text-kNN window is chosen on the validation split among these (the test split never chooses).

@@ -71,13 +71,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO_ROOT))
     from unisem.config.schema import EvaluationConfig
-    from unisem.evaluate.protocols import cached_negatives, compute_ranks, sample_negatives
+    from unisem.evaluate.protocols import cached_negatives, compute_ranks, protocol_negatives
 
     load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine inflates wall-clock times
     data = load_sequences(BEAUTY_DIR)
     cfg = EvaluationConfig()
     start, cpu = time.perf_counter(), time.process_time()
-    sample_negatives(data, cfg.sampled_negatives, cfg.seed)
+    protocol_negatives(data, cfg.sampled_negatives, cfg.seed)
     negatives_s, negatives_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     cached_negatives(data, cfg.sampled_negatives, cfg.seed)  # warm the cache, as every later epoch finds it
     rows = []

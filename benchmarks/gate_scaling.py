@@ -3,7 +3,7 @@
     python benchmarks/gate_scaling.py                       # 100k .. 10M interactions (items = interactions / 10)
     python benchmarks/gate_scaling.py --sizes 100000 1000000
 
-Data comes from ``unisem.data.demo.generate_large`` (cached in --data-dir, outside the repository). One
+Data comes from ``unisem.data.large.generate_large`` (cached in --data-dir, outside the repository). One
 Spark session (the project's defaults, local[*]) serves every size; it is warmed up on a tiny run first so
 the JVM start is not charged to the smallest size. Results are merged by size into
 benchmarks/results/gate_scaling.json (a list of {"interactions", "items", "seconds", ...}) and plotted in
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from unisem.config import load_config  # noqa: E402
 from unisem.data.contract import CATALOG_FILE, INTERACTIONS_FILE  # noqa: E402
-from unisem.data.demo import generate_large  # noqa: E402
+from unisem.data.large import generate_large  # noqa: E402
 from unisem.data.features import build_features  # noqa: E402
 from unisem.data.spark import spark_session  # noqa: E402
 from unisem.quality.gate import run_gate  # noqa: E402

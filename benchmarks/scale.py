@@ -160,8 +160,8 @@ def measure(args) -> dict:
     from unisem.evaluate.protocols import evaluate
     from unisem.model import load_model
     from unisem.model.index import build_index, calibrate, index_recall
+    from unisem.model.inference_by_id import ServingModel
     from unisem.model.retrieval import chunked_top_k
-    from unisem.registry.serving import ServingModel
     from unisem.train import fit
 
     load_start = os.getloadavg()[0]

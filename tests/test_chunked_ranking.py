@@ -53,14 +53,18 @@ def test_chunked_ranks_equal_full_ranks_ties_and_nan_included(chunk):
     assert int(got[3]) == 300 - 1 - 2  # every item above it but itself and its two seen items
 
 
-def test_trimmed_inference_equals_the_padded_forward_last_position():
-    data, text = chain_dataset(items=40, users=50)
-    cfg = replace_in(
+def tiny_config():
+    return replace_in(
         UnisemConfig(),
         model={"dropout": 0.0, "id_dim": 8},
         quantizer={"codebook_size": 4, "code_dim": 8, "encoder_hidden": [16], "levels": 2},
         data={"max_seq_len": 10},
     )
+
+
+def test_trimmed_inference_equals_the_padded_forward_last_position():
+    data, text = chain_dataset(items=40, users=50)
+    cfg = tiny_config()
     net = build_network(cfg, data.num_items, text, data.cold_items)
     net.train().items.refresh_codes()
     rec = Recommender(net, cfg, data.item_ids, data.item_titles)
@@ -93,3 +97,27 @@ def test_evaluation_through_states_gives_the_ranks_of_the_score_matrix():
         assert set(direct) == set(chunked) == {"full", "sampled-99"}
         for protocol in direct:
             assert np.array_equal(direct[protocol], chunked[protocol]), (split, protocol)
+
+
+def test_an_item_added_by_text_gets_the_vector_of_a_cold_item_and_top_k_sees_it():
+    data, text = chain_dataset(items=40, users=50)
+    cfg = tiny_config()
+    cold = np.asarray([7, 20])
+    net = build_network(cfg, data.num_items, text, cold)
+    net.train().items.refresh_codes()
+    rec = Recommender(net, cfg, data.item_ids, data.item_titles)
+    # The same text as cold item 7: the same vector and semantic ID, built by the one cold-item rule.
+    vectors, codes = rec.text_only_vectors(text[[7, 20]])
+    assert torch.allclose(vectors, rec.table[[7, 20]], atol=1e-5)
+    assert (codes.numpy() == rec.semantic_ids[[7, 20]]).all()
+    rec.extend(["new-a", "new-b"], vectors, codes, item_titles=["A", "B"])
+    assert rec.num_items == 42 and rec.table.shape[0] == 43 and rec.index_of("new-b") == 42
+    assert rec.item_titles[-2:] == ("A", "B") and len(rec.semantic_ids) == 43
+    states = rec.user_states(torch.tensor([[0, 3, 4]]))
+    idx, val = rec.top_k(states, 43, seen=torch.tensor([[41, 3, 4]]))
+    kept = idx[0][val[0] > float("-inf")].tolist()
+    assert 42 in kept and not {0, 3, 4, 41} & set(kept) and len(kept) == 39  # 42 items minus the 3 seen
+    with pytest.raises(ValueError, match="'new-a' is already in the catalog"):
+        rec.extend(["new-a"], vectors[:1], codes[:1])
+    with pytest.raises(ValueError, match="need vectors of shape"):
+        rec.extend(["new-c"], vectors, codes)

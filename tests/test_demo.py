@@ -12,7 +12,8 @@ import pytest
 from unisem.cli import main
 from unisem.config.schema import DemoConfig
 from unisem.data.contract import CATALOG_FILE, INTERACTIONS_FILE, read_catalog, read_interactions
-from unisem.data.demo import ensure_demo_data, generate_demo, generate_large
+from unisem.data.demo import ensure_demo_data, generate_demo
+from unisem.data.large import generate_large
 
 SMALL = DemoConfig(items=400, users=300, seed=3)
 

@@ -60,13 +60,15 @@ def test_embedding_params_on_beauty_match_the_design_claim():
     ) == 145960
     assert embedding_param_count("id-only", n) == 12101 * 64 == 774464
     assert embedding_param_count("semantic-only", n) == 49152
-    unified = embedding_params("unified", n)
+    unified = embedding_params("unified", n, id_dim=8)
     assert unified.params == 145960 and unified.id_only_params == 774464
     assert round(unified.reduction * 100) == 81
     assert embedding_params("id-only", n).reduction == 0.0
 
 
 def test_embedding_params_from_config():
+    # Without explicit dimensions the count is the default configuration's model (model.id_dim = 64).
+    assert embedding_param_count("unified", 100) == 100 * UnisemConfig().model.id_dim + 3 * 256 * 64
     cfg = replace_in(UnisemConfig(), model={"variant": "semantic-only"}, quantizer={"levels": 2, "codebook_size": 16})
     assert embedding_params_for(cfg, 100).params == 2 * 16 * 64
     with pytest.raises(ValueError, match="unknown model variant"):

@@ -6,7 +6,7 @@ import pytest
 
 from unisem.config.schema import EvaluationConfig
 from unisem.data.dataset import sequences_from_lists
-from unisem.evaluate.protocols import sample_negatives
+from unisem.evaluate.protocols import protocol_negatives
 from unisem.evaluate.slices import HEAD, TAIL, item_popularity, popularity_bands
 
 pytestmark = pytest.mark.beauty
@@ -22,7 +22,7 @@ def beauty(beauty_dir):
 
 
 def test_sampled_99_negatives_on_beauty_avoid_every_users_items(beauty):
-    neg = sample_negatives(beauty, 99, seed=EvaluationConfig().seed)
+    neg = protocol_negatives(beauty, 99, seed=EvaluationConfig().seed)
     assert neg.shape == (22363, 99) and neg.min() >= 1 and neg.max() <= 12101
     width = beauty.num_items + 1
     users = np.arange(beauty.num_users)

@@ -132,3 +132,13 @@ def test_bad_inputs_name_the_file(spark, tmp_path):
     with pytest.raises(DataContractError, match="nouser.parquet: missing required column user_id"):
         build_features(load_config(), cat, tmp_path / "nouser.parquet", tmp_path / "f")
     assert not (tmp_path / "f").exists()
+
+
+def test_the_spark_columns_are_the_contract_schemas():
+    """The Spark readers' types come from the Arrow contract; written out by hand here, once, to check it."""
+    from unisem.data.inputs import CATALOG_COLUMNS, INTERACTION_COLUMNS
+
+    assert CATALOG_COLUMNS == {"item_id": "string", "title": "string", "description": "string", "brand": "string",
+                               "categories": "array<string>", "price": "double", "text": "string"}
+    assert INTERACTION_COLUMNS == {"user_id": "string", "item_id": "string", "timestamp": "timestamp",
+                                   "position": "bigint"}

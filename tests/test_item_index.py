@@ -59,7 +59,7 @@ def test_serving_answers_from_the_index_like_exact_search_when_every_cell_is_pro
     from synthetic_sequences import chain_dataset
     from unisem.config import UnisemConfig, replace_in
     from unisem.model import Recommender, build_network
-    from unisem.registry.serving import ServingModel
+    from unisem.model.inference_by_id import ServingModel
 
     data, text = chain_dataset(items=300, users=40)
     cfg = replace_in(UnisemConfig(), model={"dropout": 0.0, "id_dim": 8},

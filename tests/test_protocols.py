@@ -15,7 +15,7 @@ from unisem.evaluate.protocols import (
     cached_negatives,
     compute_ranks,
     evaluate,
-    sample_negatives,
+    protocol_negatives,
     split_metric_name,
 )
 
@@ -67,7 +67,7 @@ def test_ties_and_nan_count_against_the_target():
 
 def test_sampled_negatives_never_touch_the_users_items_and_are_fixed_by_the_seed():
     data = cyclic_dataset(num_users=300, num_items=150)
-    neg = sample_negatives(data, 99, seed=5)
+    neg = protocol_negatives(data, 99, seed=5)
     assert neg.shape == (300, 99)
     for u in range(data.num_users):
         touched = set(data.histories[u].tolist()) | {int(data.valid_items[u]), int(data.test_items[u])}
@@ -75,8 +75,8 @@ def test_sampled_negatives_never_touch_the_users_items_and_are_fixed_by_the_seed
         assert len(set(row)) == 99, "negatives are drawn without replacement"
         assert not touched & set(row)
         assert min(row) >= 1 and max(row) <= 150
-    assert np.array_equal(neg, sample_negatives(data, 99, seed=5))
-    assert not np.array_equal(neg, sample_negatives(data, 99, seed=6))
+    assert np.array_equal(neg, protocol_negatives(data, 99, seed=5))
+    assert not np.array_equal(neg, protocol_negatives(data, 99, seed=6))
     assert cached_negatives(data, 99, 5) is cached_negatives(data, 99, 5)
     assert np.array_equal(cached_negatives(data, 99, 5), neg)
 
@@ -84,7 +84,7 @@ def test_sampled_negatives_never_touch_the_users_items_and_are_fixed_by_the_seed
 def test_sampled_negatives_are_uniform_over_untouched_items():
     # One user who touched items 1..3 of 10: every other item should be drawn about equally often.
     data = make_dataset([[1, 2, 3]] * 4000, num_items=10)
-    neg = sample_negatives(data, 2, seed=0)
+    neg = protocol_negatives(data, 2, seed=0)
     counts = np.bincount(neg.ravel(), minlength=11)
     assert counts[:4].sum() == 0
     expected = 4000 * 2 / 7
@@ -94,7 +94,7 @@ def test_sampled_negatives_are_uniform_over_untouched_items():
 def test_small_catalog_uses_every_untouched_item_and_warns():
     data = make_dataset([[1, 2, 3, 4]], num_items=6)
     with pytest.warns(UserWarning, match="fewer than 99 untouched"):
-        neg = sample_negatives(data, 99, seed=1)
+        neg = protocol_negatives(data, 99, seed=1)
     assert sorted(neg[0][neg[0] > 0].tolist()) == [5, 6]
     assert (neg[0] > 0).sum() == 2
 
@@ -169,7 +169,7 @@ def test_negatives_stay_valid_when_blocks_are_small(monkeypatch):
     monkeypatch.setattr(protocols, "NEGATIVE_BLOCK_USERS", 7)
     monkeypatch.setattr(protocols, "NEGATIVE_BLOCK_KEYS", 1000)  # 6 users per block in the exact draw
     data = cyclic_dataset(num_users=50, num_items=150)
-    neg = protocols.sample_negatives(data, 99, seed=5)
+    neg = protocols.protocol_negatives(data, 99, seed=5)
     for u in range(data.num_users):
         touched = set(data.histories[u].tolist()) | {int(data.valid_items[u]), int(data.test_items[u])}
         assert len(set(neg[u].tolist()) - touched - {0}) == 99
@@ -179,7 +179,7 @@ def test_users_who_touched_much_of_the_catalog_get_an_exact_uniform_draw():
     # 15 untouched items of 20, 12 negatives: rejection sampling often runs short, the exact draw takes over.
     # Every untouched item must be chosen with probability 12 / 15 either way.
     data = make_dataset([[1, 2, 3, 4, 5]] * 4000, num_items=20)
-    neg = sample_negatives(data, 12, seed=0)
+    neg = protocol_negatives(data, 12, seed=0)
     assert (neg > 5).all() and all(len(set(row)) == 12 for row in neg.tolist())
     counts = np.bincount(neg.ravel(), minlength=21)[6:]
     assert np.all(np.abs(counts - 4000 * 12 / 15) < 0.05 * 4000 * 12 / 15)

@@ -145,7 +145,7 @@ def test_metric_keys_are_mlflow_legal():
 
 def test_new_catalog_item_is_scored_through_its_semantic_tokens(trained):
     from unisem.model import load_model
-    from unisem.registry.serving import ServingModel
+    from unisem.model.inference_by_id import ServingModel
 
     serving = ServingModel(load_model(trained["good"].model_dir))
     rec = serving.recommender
@@ -171,7 +171,7 @@ def test_aligned_scores_map_between_vocabularies(trained):
     import torch
 
     from unisem.model import load_model
-    from unisem.registry.serving import ServingModel
+    from unisem.model.inference_by_id import ServingModel
 
     serving = ServingModel(load_model(trained["good"].model_dir))
     own = serving.recommender.score(torch.tensor([[0, 0, 1, 2]]))
@@ -192,11 +192,11 @@ def test_aligned_scores_map_between_vocabularies(trained):
 def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(trained, store):
     from unisem.model import load_model
     from unisem.registry.registration import log_and_register
-    from unisem.registry.serving import ServingModel
+    from unisem.model.inference_by_id import ServingModel
     from unisem.registry.tracking import client as registry_client
     from unisem.registry.tracking import tracking_uri
 
-    from unisem.evaluate.report import evaluate_model_dir
+    from unisem.evaluate.saved_model import evaluate_model_dir
 
     cfg = trained["cfg"]
     layout = _layout(store, "run-1", trained)
@@ -390,7 +390,7 @@ def test_a_champion_from_an_older_catalog_is_evaluated_on_todays_items(trained):
     from unisem.evaluate.protocols import evaluate
     from unisem.model import load_model
     from unisem.registry.promotion import evaluate_serving
-    from unisem.registry.serving import ServingModel
+    from unisem.model.inference_by_id import ServingModel
 
     cfg, data, text = trained["cfg"], trained["data"], trained["text"]
     new_ids = tuple(f"new{j}" for j in range(10))

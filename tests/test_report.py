@@ -13,7 +13,7 @@ from unisem.cli import main
 from unisem.config import replace_in
 from unisem.config.schema import UnisemConfig
 from unisem.data.dataset import write_features
-from unisem.evaluate.report import evaluate_model_dir, format_report
+from unisem.evaluate.saved_model import evaluate_model_dir, format_report
 
 NUM_ITEMS = 150
 

@@ -20,7 +20,7 @@ from unisem.registry.answers import (
     write_popularity,
 )
 from unisem.registry.batch import BATCH_COLUMNS, answer_rows, user_histories
-from unisem.registry.serving import Recommendations
+from unisem.model.inference_by_id import Recommendations
 
 
 def _data() -> SequenceDataset:

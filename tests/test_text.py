@@ -9,10 +9,10 @@ import pytest
 
 from unisem.cli import main
 from unisem.config.schema import TextConfig
-from unisem.data.dataset import FeaturesError, sequences_from_lists, write_features
+from unisem.data.dataset import FeaturesError, read_item_texts, sequences_from_lists, write_features
 from unisem.text import cache as cache_mod
 from unisem.text.cache import EmbeddingCache, embed_texts, text_key
-from unisem.text.embeddings import embed_features, load_embedding_meta, load_item_embeddings
+from unisem.text.embeddings import embed_item_texts, load_embedding_meta, load_item_embeddings
 
 
 class CountingEncoder:
@@ -108,9 +108,12 @@ def features(tmp_path):
     return write_features(data, tmp_path / "features")
 
 
-def test_embed_features_aligns_rows_with_item_indices(features, tmp_path):
+def test_embedded_items_align_rows_with_item_indices(features, tmp_path):
     enc = CountingEncoder()
-    out = embed_features(features, tmp_path / "emb", TextConfig(), cache_dir=tmp_path / "cache", encoder=enc)
+    texts = read_item_texts(features)
+    assert texts.item_ids == ["a", "b", "c", "d"]
+    out = embed_item_texts(texts.texts, tmp_path / "emb", TextConfig(), cache_dir=tmp_path / "cache", encoder=enc,
+                           features_dir=features)
     table = load_item_embeddings(out)
     assert table.shape == (5, 8) and table.dtype == np.float32
     assert not table[0].any()
@@ -118,14 +121,17 @@ def test_embed_features_aligns_rows_with_item_indices(features, tmp_path):
         np.testing.assert_array_equal(table[index], enc.vector(text))
     meta = load_embedding_meta(out)
     assert meta["model"] == "fake@1" and meta["items"] == 4 and meta["stats"]["encoded"] == 3
-    embed_features(features, tmp_path / "emb", TextConfig(), cache_dir=tmp_path / "cache", encoder=enc)
+    assert meta["features_dir"] == str(features.resolve())
+    embed_item_texts(texts.texts, tmp_path / "emb", TextConfig(), cache_dir=tmp_path / "cache", encoder=enc)
     assert load_embedding_meta(out)["stats"]["cache_hits"] == 3 and len(enc.encoded) == 3
     np.testing.assert_array_equal(load_item_embeddings(out), table)
 
 
-def test_embed_features_errors(tmp_path):
+def test_item_texts_and_embedding_errors(tmp_path):
     with pytest.raises(FeaturesError, match="missing table items"):
-        embed_features(tmp_path, tmp_path / "emb", TextConfig(), encoder=CountingEncoder())
+        read_item_texts(tmp_path)
+    with pytest.raises(ValueError, match="no item texts"):
+        embed_item_texts([], tmp_path / "emb", TextConfig(), encoder=CountingEncoder())
     with pytest.raises(FileNotFoundError, match="no item embeddings here"):
         load_item_embeddings(tmp_path)
     assert not (tmp_path / "emb").exists()

@@ -14,7 +14,7 @@ from unisem.data.dataset import SequenceDataset, sequences_from_lists, write_fea
 from unisem.evaluate.protocols import evaluate
 from unisem.model import load_model
 from unisem.train import LocalRuntime, fit
-from unisem.train.examples import length_batches, sample_negatives, training_arrays
+from unisem.train.examples import length_batches, training_arrays, training_negatives
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -120,7 +120,7 @@ def test_bce_negatives_never_include_the_users_items_or_cold_items():
     arrays = training_arrays(data, 20)
     warm = torch.as_tensor(np.setdiff1d(np.arange(1, 31), data.cold_items))
     seen = torch.from_numpy(arrays.seen)
-    neg = sample_negatives(seen, (50, 20), warm, torch.Generator().manual_seed(0))
+    neg = training_negatives(seen, (50, 20), warm, torch.Generator().manual_seed(0))
     for u in range(50):
         assert not set(neg[u].tolist()) & set(data.histories[u].tolist())
     assert not set(neg.flatten().tolist()) & set(data.cold_items.tolist())

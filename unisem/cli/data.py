@@ -125,7 +125,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _large(args: argparse.Namespace) -> int:
     import time
 
-    from unisem.data.demo import generate_large
+    from unisem.data.large import generate_large
 
     start = time.perf_counter()
     folder = generate_large(args.out, args.items, args.interactions, seed=args.seed, chunk_rows=args.chunk_rows)

@@ -21,10 +21,13 @@ def _embed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from unisem.cli import config_from_args
-    from unisem.text.embeddings import embed_features, load_embedding_meta
+    from unisem.data.dataset import read_item_texts
+    from unisem.text.embeddings import embed_item_texts, load_embedding_meta
 
     cfg = config_from_args(args)
-    out = embed_features(Path(args.features), Path(args.out), cfg.text, Path(args.cache) if args.cache else None)
+    features = Path(args.features)
+    out = embed_item_texts(read_item_texts(features).texts, Path(args.out), cfg.text,
+                           Path(args.cache) if args.cache else None, features_dir=features)
     meta = load_embedding_meta(out)
     s = meta["stats"]
     print(

@@ -26,7 +26,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from unisem.cli import config_from_args
-    from unisem.evaluate.report import METRICS_FILE, evaluate_model_dir, format_report
+    from unisem.evaluate.saved_model import METRICS_FILE, evaluate_model_dir, format_report
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")

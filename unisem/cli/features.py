@@ -23,12 +23,13 @@ def _features(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from unisem.cli import config_from_args
+    from unisem.data.dataset import MANIFEST_FILE
     from unisem.data.features import build_features
 
     cfg = config_from_args(args)
     out = build_features(cfg, Path(args.catalog), Path(args.interactions), Path(args.out),
                          previous=Path(args.previous) if args.previous else None)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
     print(f"features: {manifest['items']} items, {manifest['users']} users, "
           f"{manifest['interactions_used']} interactions used -> {out}")
     return 0

@@ -66,13 +66,13 @@ def _extend_train(subparsers) -> None:
 def _train_result(training: Path):
     """The TrainResult of a finished training folder: model/ plus the loop state in checkpoint/."""
     from unisem.train import TrainResult
+    from unisem.train.checkpoint import checkpoint_loop_state
     from unisem.train.loop import CHECKPOINT_DIR, MODEL_DIR
 
     model_dir = training / MODEL_DIR
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{model_dir}: no trained model here (run `unisem train` first)")
-    state = training / CHECKPOINT_DIR / "state.json"
-    loop = json.loads(state.read_text())["loop"] if state.exists() else {}
+    loop = checkpoint_loop_state(training / CHECKPOINT_DIR) or {}
     return TrainResult(model_dir, int(loop.get("best_epoch", 0)), dict(loop.get("best_metrics", {})), list(loop.get("history", [])))
 
 

@@ -7,7 +7,7 @@ message. Add a setting by adding a field (with metadata) to its section and a li
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Literal, get_args
 
 
 def _f(default, **meta):
@@ -73,9 +73,14 @@ class QuantizerConfig:
     dead_code_threshold: float = _f(1.0, min=0.0)
 
 
+# The item representations (DESIGN.md 1.3): [z ; e], e alone (SASRec), z alone. Spelled here only.
+ModelVariant = Literal["unified", "id-only", "semantic-only"]
+MODEL_VARIANTS: tuple[str, ...] = get_args(ModelVariant)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    variant: Literal["unified", "id-only", "semantic-only"] = "unified"
+    variant: ModelVariant = "unified"
     # Width of the ID part of a unified item vector. The paper uses 8 (81% fewer embedding parameters than
     # SASRec on Beauty) and wins on sampled-99, but loses to id-only by 25% on full ranking; 64 beats id-only
     # on full ranking (benchmarks/results/beauty.md), and full ranking is what production and promotion see.

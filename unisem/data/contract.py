@@ -38,6 +38,31 @@ INTERACTIONS_SCHEMA = pa.schema(
 CATALOG_FILE = "catalog.parquet"
 INTERACTIONS_FILE = "interactions.parquet"
 
+# The columns a file must have to be read at all; the rest of each schema may be absent (read as nulls).
+CATALOG_REQUIRED = ("item_id",)
+INTERACTIONS_REQUIRED = ("user_id", "item_id")
+# An interaction log needs at least one of these to order each user's events.
+ORDER_COLUMNS = ("timestamp", "position")
+
+# Arrow type -> Spark SQL type, for the types the contract uses: Spark reads the same files, and its column
+# types are derived from the schemas above rather than written out a second time.
+_SPARK_TYPES = {pa.string(): "string", pa.float64(): "double", pa.int64(): "bigint"}
+
+
+def _spark_type(t: pa.DataType) -> str:
+    if pa.types.is_list(t):
+        return f"array<{_spark_type(t.value_type)}>"
+    if pa.types.is_timestamp(t):
+        return "timestamp"  # Spark keeps instants in UTC (the session time zone is UTC, unisem.data.spark)
+    if t in _SPARK_TYPES:
+        return _SPARK_TYPES[t]
+    raise TypeError(f"no Spark type for the contract type {t}")
+
+
+def spark_columns(schema: pa.Schema) -> dict[str, str]:
+    """The contract schema as Spark SQL types, column by column in schema order."""
+    return {f.name: _spark_type(f.type) for f in schema}
+
 
 def contract_table(schema: pa.Schema, columns: dict[str, object]) -> pa.Table:
     """Python sequences of some contract fields -> a table typed by ``schema`` (fields left out stay absent).
@@ -62,13 +87,33 @@ def _row(place: Callable[[int], str] | None, row: int) -> str:
     return place(row) if place is not None else f"row {row}"
 
 
-def _require_columns(table: pa.Table, schema: pa.Schema, source: str, required: tuple[str, ...]) -> None:
-    missing = [c for c in required if c not in table.column_names]
+def check_columns(columns: list[str], source: object, required: tuple[str, ...]) -> None:
+    """Raise, naming ``source``, when a required column is absent (the Arrow and the Spark reader share it)."""
+    missing = [c for c in required if c not in columns]
     if missing:
         raise DataContractError(
             f"{source}: missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
-            f" (found: {', '.join(table.column_names) or 'none'})"
+            f" (found: {', '.join(columns) or 'none'})"
         )
+
+
+def check_order_column(columns: list[str], source: object) -> None:
+    if not any(c in columns for c in ORDER_COLUMNS):
+        raise DataContractError(f"{source}: needs a timestamp or a position column to order each user's events")
+
+
+def _cast_columns(table: pa.Table, schema: pa.Schema, source: str) -> list[pa.ChunkedArray | pa.Array]:
+    """Every field of ``schema`` from ``table``, cast to its type; absent ones become nulls."""
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            try:
+                columns.append(table[f.name].cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise DataContractError(f"{source}: field {f.name}: cannot read as {f.type}: {exc}") from exc
+        else:
+            columns.append(pa.nulls(table.num_rows, f.type))
+    return columns
 
 
 def _first_null_row(column: pa.ChunkedArray) -> int | None:
@@ -82,18 +127,10 @@ def conform_catalog(table: pa.Table, source: str, place: Callable[[int], str] | 
 
     ``place`` names a row's place in the source file for messages (default: ``row N``, 0-based).
     """
-    _require_columns(table, CATALOG_SCHEMA, source, ("item_id",))
+    check_columns(table.column_names, source, CATALOG_REQUIRED)
     if table.num_rows == 0:
         raise DataContractError(f"{source}: the catalog is empty")
-    columns = []
-    for f in CATALOG_SCHEMA:
-        if f.name in table.column_names:
-            try:
-                columns.append(table[f.name].cast(f.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise DataContractError(f"{source}: field {f.name}: cannot read as {f.type}: {exc}") from exc
-        else:
-            columns.append(pa.nulls(table.num_rows, f.type))
+    columns = _cast_columns(table, CATALOG_SCHEMA, source)
     out = pa.Table.from_arrays(columns, schema=CATALOG_SCHEMA.set(0, pa.field("item_id", pa.string())))
     row = _first_null_row(out["item_id"])
     if row is not None:
@@ -111,22 +148,13 @@ def conform_catalog(table: pa.Table, source: str, place: Callable[[int], str] | 
 
 def conform_interactions(table: pa.Table, source: str, place: Callable[[int], str] | None = None) -> pa.Table:
     """Cast ``table`` to ``INTERACTIONS_SCHEMA``; it needs an order column (timestamp or position)."""
-    _require_columns(table, INTERACTIONS_SCHEMA, source, ("user_id", "item_id"))
-    if "timestamp" not in table.column_names and "position" not in table.column_names:
-        raise DataContractError(f"{source}: needs a timestamp or a position column to order each user's events")
+    check_columns(table.column_names, source, INTERACTIONS_REQUIRED)
+    check_order_column(table.column_names, source)
     if table.num_rows == 0:
         raise DataContractError(f"{source}: there are no interactions")
-    columns = []
-    for f in INTERACTIONS_SCHEMA:
-        if f.name in table.column_names:
-            try:
-                columns.append(table[f.name].cast(f.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise DataContractError(f"{source}: field {f.name}: cannot read as {f.type}: {exc}") from exc
-        else:
-            columns.append(pa.nulls(table.num_rows, f.type))
+    columns = _cast_columns(table, INTERACTIONS_SCHEMA, source)
     out = pa.Table.from_arrays(columns, names=INTERACTIONS_SCHEMA.names)
-    for name in ("user_id", "item_id"):
+    for name in INTERACTIONS_REQUIRED:
         row = _first_null_row(out[name])
         if row is not None:
             raise DataContractError(f"{source}: {_row(place, row)}: field {name} is empty")
@@ -139,19 +167,18 @@ def conform_interactions(table: pa.Table, source: str, place: Callable[[int], st
     return out.cast(INTERACTIONS_SCHEMA)
 
 
+def _read_parquet(path: Path, what: str) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataContractError(f"{path}: cannot read the {what} as Parquet: {exc}") from exc
+
+
 def read_catalog(path: str | Path) -> pa.Table:
     path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataContractError(f"{path}: cannot read the catalog as Parquet: {exc}") from exc
-    return conform_catalog(table, str(path))
+    return conform_catalog(_read_parquet(path, "catalog"), str(path))
 
 
 def read_interactions(path: str | Path) -> pa.Table:
     path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataContractError(f"{path}: cannot read the interactions as Parquet: {exc}") from exc
-    return conform_interactions(table, str(path))
+    return conform_interactions(_read_parquet(path, "interactions"), str(path))

@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -83,12 +83,32 @@ def _read(folder: Path, name: str, columns: tuple[str, ...]) -> pa.Table:
     return table
 
 
-def load_features(folder: str | Path) -> SequenceDataset:
-    folder = Path(folder)
-    items = _read(folder, ITEMS_TABLE, ("item_index", "item_id", "text", "title")).sort_by("item_index")
+def _read_items(folder: Path, columns: tuple[str, ...]) -> pa.Table:
+    """The ``items`` table sorted by item_index, which must run 1..N without gaps."""
+    items = _read(folder, ITEMS_TABLE, ("item_index", *columns)).sort_by("item_index")
     index = items["item_index"].to_numpy()
     if len(index) and not np.array_equal(index, np.arange(1, len(index) + 1)):
         raise FeaturesError(f"{folder}/{ITEMS_TABLE}: item_index must run 1..N without gaps")
+    return items
+
+
+class ItemTexts(NamedTuple):
+    item_ids: list[str]  # item_ids[i - 1] is item index i
+    texts: list[str]
+
+
+def read_item_texts(folder: str | Path) -> ItemTexts:
+    """Only the item ids and texts of a features folder, by item_index (what the text embeddings need)."""
+    folder = Path(folder)
+    items = _read_items(folder, ("item_id", "text"))
+    if items.num_rows == 0:
+        raise FeaturesError(f"{folder}/{ITEMS_TABLE}: the items table is empty")
+    return ItemTexts(items["item_id"].to_pylist(), [t or "" for t in items["text"].to_pylist()])
+
+
+def load_features(folder: str | Path) -> SequenceDataset:
+    folder = Path(folder)
+    items = _read_items(folder, ("item_id", "text", "title"))
     users = _read(folder, USERS_TABLE, ("user_index", "user_id")).sort_by("user_index")
     seqs = _read(folder, SEQUENCES_TABLE, ("user_index", "history", "valid_item", "test_item")).sort_by("user_index")
     if seqs.num_rows != users.num_rows or not np.array_equal(

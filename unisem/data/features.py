@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 from unisem.atomic import atomic_dir
 from unisem.config import UnisemConfig
 from unisem.data.contract import DataContractError, InputError
+from unisem.data.inputs import read_inputs
 from unisem.data.spark import spark_error_summary, spark_errors
 from unisem.data.dataset import (
     COLD_ITEMS_TABLE,
@@ -24,66 +25,6 @@ from unisem.data.dataset import (
     USERS_TABLE,
     FeaturesError,
 )
-
-CATALOG_COLUMNS = {
-    "item_id": "string",
-    "title": "string",
-    "description": "string",
-    "brand": "string",
-    "categories": "array<string>",
-    "price": "double",
-    "text": "string",
-}
-INTERACTION_COLUMNS = {"user_id": "string", "item_id": "string", "timestamp": "timestamp", "position": "bigint"}
-
-
-class SparkInputs(NamedTuple):
-    catalog: "object"  # pyspark DataFrame in CATALOG_COLUMNS
-    interactions: "object"  # pyspark DataFrame in INTERACTION_COLUMNS
-
-
-def read_parquet(spark, path: Path, what: str):
-    """A Parquet file or part-file folder as a DataFrame; unreadable input names the file."""
-    path = Path(path)
-    if not path.exists():
-        raise DataContractError(f"{path}: the {what} file does not exist")
-    try:
-        return spark.read.parquet(str(path))
-    except spark_errors() as exc:
-        raise DataContractError(f"{path}: cannot read the {what} as Parquet: {spark_error_summary(exc)}") from exc
-
-
-def conform(df, columns: dict[str, str], required: tuple[str, ...], source: Path):
-    """Select the contract columns with their types; absent optional ones become nulls.
-
-    Casting happens lazily in Spark; a value that cannot be cast surfaces when the job runs and is reported
-    with the file name by the caller.
-    """
-    from pyspark.sql import functions as F
-
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise DataContractError(
-            f"{source}: missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
-            f" (found: {', '.join(df.columns) or 'none'})"
-        )
-    cols = []
-    for name, typ in columns.items():
-        if name in df.columns:
-            cols.append(F.col(name).cast(typ).alias(name))
-        else:
-            cols.append(F.lit(None).cast(typ).alias(name))
-    return df.select(*cols)
-
-
-def read_inputs(spark, catalog: Path, interactions: Path) -> SparkInputs:
-    cat = conform(read_parquet(spark, catalog, "catalog"), CATALOG_COLUMNS, ("item_id",), catalog)
-    raw = read_parquet(spark, interactions, "interactions")
-    if "timestamp" not in raw.columns and "position" not in raw.columns:
-        raise DataContractError(f"{interactions}: needs a timestamp or a position column to order each user's events")
-    inter = conform(raw, INTERACTION_COLUMNS, ("user_id", "item_id"), interactions)
-    return SparkInputs(cat, inter)
-
 
 def _texts_in_pandas(template: str):
     """mapInPandas function: the item text of each catalog row, by ``unisem.text.template`` (our own logic)."""

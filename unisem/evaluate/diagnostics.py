@@ -5,20 +5,23 @@
 - **collision rate**: the share of items whose full code tuple is shared with at least one other item. Such
   items are told apart only by their ID embedding (or not at all in the semantic-only variant).
 - **embedding parameters**: the item-representation parameters of each variant, and their reduction against
-  the id-only variant, a 64-d ID embedding per item (SASRec), the size claim of DESIGN.md section 1.7.
+  the id-only variant, one ``model.id_only_dim``-wide ID embedding per item (SASRec), the size claim of
+  DESIGN.md section 1.7.
 
 ``codes`` are always the catalog's items only, int [N, L] - callers drop the padding row 0 of a model's
 ``semantic_ids`` table first (``item_codes`` does that).
 """
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-Variant = Literal["unified", "id-only", "semantic-only"]
-ID_ONLY_DIM = 64  # the SASRec baseline the reduction is measured against
+from unisem.config.schema import MODEL_VARIANTS, ModelConfig, ModelVariant, QuantizerConfig
+
+# Defaults are the configuration's, so a count without explicit dimensions describes the default model.
+_MODEL, _QUANTIZER = ModelConfig(), QuantizerConfig()
 
 
 def _codes(codes: np.ndarray) -> np.ndarray:
@@ -95,18 +98,18 @@ def semantic_id_table(codes: np.ndarray, item_ids: Sequence[str]) -> pa.Table:
 
 class EmbeddingParams(NamedTuple):
     params: int  # item-representation parameters of the variant
-    id_only_params: int  # N * id_only_dim (64), the SASRec baseline
+    id_only_params: int  # N * id_only_dim, the SASRec baseline
     reduction: float  # 1 - params / id_only_params
 
 
 def embedding_param_count(
-    variant: Variant,
+    variant: ModelVariant,
     num_items: int,
-    id_dim: int = 8,
-    levels: int = 3,
-    codebook_size: int = 256,
-    code_dim: int = 64,
-    id_only_dim: int = ID_ONLY_DIM,
+    id_dim: int = _MODEL.id_dim,
+    levels: int = _QUANTIZER.levels,
+    codebook_size: int = _QUANTIZER.codebook_size,
+    code_dim: int = _QUANTIZER.code_dim,
+    id_only_dim: int = _MODEL.id_only_dim,
 ) -> int:
     """Item-representation parameters: N*d_id + L*K*d_sem (unified), N*d (id-only), L*K*d_sem (semantic-only).
 
@@ -124,11 +127,11 @@ def embedding_param_count(
         return num_items * id_only_dim
     if variant == "semantic-only":
         return codebooks
-    raise ValueError(f"unknown model variant {variant!r}: use unified, id-only or semantic-only")
+    raise ValueError(f"unknown model variant {variant!r}: use one of {', '.join(MODEL_VARIANTS)}")
 
 
-def embedding_params(variant: Variant, num_items: int, **dims: int) -> EmbeddingParams:
-    """The count of ``embedding_param_count`` and its reduction against the id-only variant (N * 64 by default)."""
+def embedding_params(variant: ModelVariant, num_items: int, **dims: int) -> EmbeddingParams:
+    """The count of ``embedding_param_count`` and its reduction against the id-only variant (N * id_only_dim)."""
     params = embedding_param_count(variant, num_items, **dims)
     baseline = embedding_param_count("id-only", num_items, **dims)
     return EmbeddingParams(params, baseline, 1.0 - params / baseline if baseline else 0.0)

@@ -153,7 +153,7 @@ def check_item_range(data: SequenceDataset) -> tuple[np.ndarray, np.ndarray]:
     return user_of, items
 
 
-def sample_negatives(data: SequenceDataset, n: int, seed: int) -> np.ndarray:
+def protocol_negatives(data: SequenceDataset, n: int, seed: int) -> np.ndarray:
     """int64 [users, n]: per user, ``n`` distinct items it never touched, uniformly at random; 0 = none left.
 
     Vectorised rejection sampling: every user gets a row of ``2n + 16`` uniform draws from 1..N; draws of
@@ -238,11 +238,11 @@ _NEGATIVES_CACHE_SIZE = 4
 
 
 def cached_negatives(data: SequenceDataset, n: int, seed: int) -> np.ndarray:
-    """``sample_negatives`` remembered for the same dataset object (the same draw, computed once)."""
+    """``protocol_negatives`` remembered for the same dataset object (the same draw, computed once)."""
     for ref, cn, cs, neg in _NEGATIVES_CACHE:
         if ref() is data and cn == n and cs == seed:
             return neg
-    neg = sample_negatives(data, n, seed)
+    neg = protocol_negatives(data, n, seed)
     neg.setflags(write=False)
     _NEGATIVES_CACHE.insert(0, (weakref.ref(data), n, seed, neg))
     del _NEGATIVES_CACHE[_NEGATIVES_CACHE_SIZE:]

@@ -10,9 +10,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from unisem.config.schema import MODEL_VARIANTS
 from unisem.quantize.rqvae import RQVAE
 
-VARIANTS = ("unified", "id-only", "semantic-only")
 # Catalog rows per encoder pass when the whole catalog is encoded without gradient (evaluation tables, code
 # refreshes): bounds the encoder's activations (rows x 512 floats) whatever the catalog size.
 ENCODE_CHUNK_ROWS = 65536
@@ -49,8 +49,8 @@ class ItemRepresentation(nn.Module):
         id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"model.variant: unknown value {variant!r}; expected one of {', '.join(VARIANTS)}")
+        if variant not in MODEL_VARIANTS:
+            raise ValueError(f"model.variant: unknown value {variant!r}; expected one of {', '.join(MODEL_VARIANTS)}")
         self.variant, self.num_items, self.id_dropout = variant, num_items, id_dropout
         self.has_semantic = variant in ("unified", "semantic-only")
         self.has_id = variant in ("unified", "id-only")
@@ -73,6 +73,45 @@ class ItemRepresentation(nn.Module):
             # Small init (as BERT/RecBole): Adam's steps have a fixed size, so small vectors reshape fast.
             nn.init.normal_(self.ids.weight, std=0.02)
             self.dim += width
+
+    @property
+    def unknown_id(self) -> int:
+        """Row of the ID table that holds the shared "unknown" vector (after the N items and padding)."""
+        return self.num_items + 1
+
+    def id_vectors(self, items: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+        """ID parts [M, width] of ``items``; where ``unknown`` is set, the shared unknown vector instead.
+
+        The one rule for a cold item's ID part: held-out items, ID dropout and items added after training
+        (``text_only_vectors``) all go through here.
+        """
+        return self.ids(torch.where(unknown, self.unknown_id, items))
+
+    @torch.no_grad()
+    def text_only_vectors(self, text_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Item vectors [M, d] and semantic IDs [M, L] (or None) of items known only by their text embedding.
+
+        Built as the table builds a cold item: ``z`` from the RQ-VAE of the text and the unknown ID vector;
+        an id-only model has nothing but the unknown vector. For items that arrived after training.
+        """
+        x = torch.as_tensor(text_embeddings, dtype=torch.float32)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"text embeddings of new items must be a non-empty [M, dim] array, got shape {tuple(x.shape)}")
+        parts, codes = [], None
+        if self.has_semantic:
+            want = self.text.shape[1]
+            if x.shape[1] != want:
+                raise ValueError(
+                    f"text embeddings of new items have width {x.shape[1]} but the model was trained on width {want}"
+                    " (a different text encoder?)"
+                )
+            out = self.rqvae(x.to(self.text.device))
+            parts.append(out.z)
+            codes = out.codes
+        if self.has_id:
+            index = torch.zeros(x.shape[0], dtype=torch.long, device=self.ids.weight.device)
+            parts.append(self.id_vectors(index, torch.ones_like(index, dtype=torch.bool)))
+        return torch.cat(parts, dim=1), codes
 
     @torch.no_grad()
     def initialize_codebooks(self, generator: torch.Generator | None = None) -> None:
@@ -122,7 +161,7 @@ class ItemRepresentation(nn.Module):
             unknown = self.cold[items]
             if self.training and self.id_dropout > 0:
                 unknown = unknown | (torch.rand(len(items), device=items.device) < self.id_dropout)
-            parts.append(self.ids(torch.where(unknown, self.num_items + 1, items)))
+            parts.append(self.id_vectors(items, unknown))
         return ItemTable(torch.cat(parts, dim=1), codes, commit, recon, norms)
 
     def forward(self, recon_rows: torch.Tensor | None = None, batch_items: torch.Tensor | None = None) -> ItemTable:
@@ -182,7 +221,7 @@ class ItemRepresentation(nn.Module):
             unknown = self.cold[1:].clone()
             if self.training and self.id_dropout > 0:
                 unknown |= torch.rand(self.num_items, device=index.device) < self.id_dropout
-            parts.append(self.ids(torch.where(unknown, self.num_items + 1, index)))
+            parts.append(self.id_vectors(index, unknown))
         vectors = torch.cat(parts, dim=1)
         vectors = torch.cat([vectors.new_zeros(1, vectors.shape[1]), vectors])
         return ItemTable(vectors, codes, commit, recon, norms)

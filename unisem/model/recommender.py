@@ -7,6 +7,8 @@ forward's last position (a test checks it to 1e-5).
 """
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import numpy as np
 import torch
 
@@ -58,23 +60,90 @@ class Recommender:
         return StateScorer(self.user_states, self.table, chunk_items)
 
     @torch.no_grad()
+    def top_k(
+        self,
+        states: torch.Tensor,
+        k: int,
+        seen: torch.Tensor | None = None,
+        chunk_items: int = DEFAULT_CHUNK_ITEMS,
+        item_index=None,
+        nprobe: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` item indices [B, k] and scores of user ``states`` [B, d], never an item in ``seen``.
+
+        ``seen`` holds item indices per row (0 pads), e.g. the whole history rather than the part the model
+        reads. Exact by default: the catalog is walked in chunks with a running top-``k`` (no [B, N+1] score
+        matrix); with ``item_index`` (``unisem.model.index.ItemIndex`` over this table) the approximate
+        search answers instead, probing ``nprobe`` cells (None: the index's calibrated count). When ``k``
+        exceeds the items left, a row's tail holds -inf (excluded) items.
+        """
+        k = min(k, self.num_items)
+        if item_index is None:
+            return chunked_top_k(states, self.table, k, seen, chunk_items)
+        top_i = item_index.search(states, k, seen, nprobe)
+        return top_i, torch.where(top_i > 0, (states[:, None, :] * self.table[top_i]).sum(-1), float("-inf"))
+
+    @torch.no_grad()
     def recommend(
         self, histories: torch.Tensor, k: int, exclude_seen: bool = True, chunk_items: int = DEFAULT_CHUNK_ITEMS
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``k`` item indices [B, k] and their scores; items in the history are skipped if asked.
-
-        The catalog is walked in chunks with a running top-``k`` (no [B, N+1] score matrix). When ``k``
-        exceeds the items left to recommend, the tail of a row holds excluded items scored -inf.
-        """
+        """``top_k`` of left-padded histories [B, L]; items in the history are skipped if asked."""
         histories = torch.as_tensor(histories, dtype=torch.long, device=self.table.device)
-        k = min(k, self.num_items)
-        return chunked_top_k(self.user_states(histories), self.table, k, histories if exclude_seen else None, chunk_items)
+        return self.top_k(self.user_states(histories), k, histories if exclude_seen else None, chunk_items)
+
+    def text_only_vectors(self, text_embeddings) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Vectors and semantic IDs for items known only by their text, built as the model builds a cold item."""
+        vectors, codes = self.network.items.text_only_vectors(torch.as_tensor(text_embeddings, dtype=torch.float32))
+        return vectors.to(device=self.table.device, dtype=self.table.dtype), codes
+
+    def extend(
+        self,
+        item_ids: Sequence[str],
+        vectors: torch.Tensor,
+        semantic_ids: torch.Tensor | np.ndarray | None = None,
+        item_titles: Sequence[str] | None = None,
+    ) -> None:
+        """Append items to the scored catalog: they get indices N+1.., can be recommended and read in histories.
+
+        Ids already in the catalog are refused (their trained vectors would be shadowed); callers that merge a
+        newer catalog drop them first.
+        """
+        item_ids = tuple(str(i) for i in item_ids)
+        if vectors.ndim != 2 or vectors.shape[0] != len(item_ids) or vectors.shape[1] != self.table.shape[1]:
+            raise ValueError(
+                f"extend: {len(item_ids)} ids need vectors of shape [{len(item_ids)}, {self.table.shape[1]}],"
+                f" got {tuple(vectors.shape)}"
+            )
+        if self.semantic_ids is not None and semantic_ids is None:
+            raise ValueError("extend: this model has semantic IDs; the new items need theirs too")
+        known = [i for i in item_ids if i in self._ids()]
+        if known or len(set(item_ids)) != len(item_ids):
+            raise ValueError(f"extend: item id {(known or [item_ids[0]])[0]!r} is already in the catalog or repeated")
+        titles = tuple(item_titles) if item_titles is not None else ("",) * len(item_ids)
+        if len(titles) != len(item_ids):
+            raise ValueError(f"extend: {len(titles)} titles for {len(item_ids)} items")
+        self.table = torch.cat([self.table, vectors.to(device=self.table.device, dtype=self.table.dtype)])
+        if self.semantic_ids is not None:
+            extra = semantic_ids.cpu().numpy() if isinstance(semantic_ids, torch.Tensor) else np.asarray(semantic_ids)
+            self.semantic_ids = np.concatenate([self.semantic_ids, extra.astype(self.semantic_ids.dtype)])
+        start = len(self.item_ids)
+        self.item_ids = self.item_ids + item_ids
+        self.item_titles = self.item_titles + titles
+        self._ids().update({item: start + j + 1 for j, item in enumerate(item_ids)})
+
+    @property
+    def index_by_id(self) -> Mapping[str, int]:
+        """Item id -> item index (1-based), for every item of the catalog including added ones."""
+        return self._ids()
+
+    def _ids(self) -> dict[str, int]:
+        if not hasattr(self, "_index"):
+            self._index = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        return self._index
 
     def index_of(self, item_id: str) -> int:
         """Item index (1-based) of an item id; raises with the id when unknown."""
-        if not hasattr(self, "_index"):
-            self._index = {item: i + 1 for i, item in enumerate(self.item_ids)}
         try:
-            return self._index[item_id]
+            return self._ids()[item_id]
         except KeyError:
             raise ValueError(f"unknown item id {item_id!r}: not in this model's catalog") from None

@@ -218,11 +218,13 @@ def embed(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any]) -> dic
     layout = spec.layout()
 
     def body() -> dict[str, Any]:
-        from unisem.text.embeddings import embed_features
+        from unisem.data.dataset import read_item_texts
+        from unisem.text.embeddings import embed_item_texts
 
         cfg = spec.config()
         features_dir = Path(_need(featured, "features_dir", "embed"))
-        out = embed_features(features_dir, layout.embeddings, cfg.text, cache_dir=embedding_cache_dir(Path(spec.home)))
+        out = embed_item_texts(read_item_texts(features_dir).texts, layout.embeddings, cfg.text,
+                               cache_dir=embedding_cache_dir(Path(spec.home)), features_dir=features_dir)
         return {"embeddings_dir": str(out)}
 
     return recorded(layout, "embed", body)
@@ -330,7 +332,7 @@ def evaluate(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], tra
     layout = spec.layout()
 
     def body() -> dict[str, Any]:
-        from unisem.evaluate.report import evaluate_model_dir
+        from unisem.evaluate.saved_model import evaluate_model_dir
 
         cfg = spec.config()
         report = evaluate_model_dir(Path(_need(trained, "model_dir", "evaluate")),

@@ -71,7 +71,7 @@ def run_gate(
     Raises ``DataContractError`` (naming the file) for input that cannot be read at all; bad *data* is not
     an exception but a failed verdict.
     """
-    from unisem.data.features import read_inputs
+    from unisem.data.inputs import read_inputs
     from unisem.data.spark import resolve_master, spark_error_summary, spark_errors, spark_session
     from unisem.quality.baseline import (
         baseline_summary,

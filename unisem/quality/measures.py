@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from unisem.config import UnisemConfig
 from unisem.quality import distribution as dist
-from unisem.text.template import check_template
+from unisem.text.template import spark_item_text
 
 HTML_PATTERN = r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});|</?[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?>"
 CONTROL_PATTERN = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
@@ -33,22 +33,6 @@ def _share(x, n) -> float | None:
     return float(x) / float(n) if n else None
 
 
-def _built_text(template: str):
-    """What unisem.text.template would produce, near enough to judge emptiness: the ready-made text when
-    present, else the template's fields joined (missing parts left out, as the template does)."""
-    from pyspark.sql import functions as F
-
-    def part(name: str):
-        if name == "categories":
-            return F.nullif(F.array_join(F.col("categories"), ";"), F.lit(""))
-        if name == "price":
-            return F.col("price").cast("string")
-        return F.nullif(F.trim(F.col(name)), F.lit(""))
-
-    from_template = F.concat_ws(";", *[part(n) for n in check_template(template)])
-    return F.coalesce(F.nullif(F.trim(F.col("text")), F.lit("")), from_template)
-
-
 def catalog_measures(catalog, cfg: UnisemConfig) -> tuple[dict[str, float | None], dict[int, int]]:
     from pyspark.sql import functions as F
 
@@ -59,7 +43,7 @@ def catalog_measures(catalog, cfg: UnisemConfig) -> tuple[dict[str, float | None
     norm_title = F.trim(
         F.regexp_replace(F.lower(F.regexp_replace(title, r"&[a-zA-Z0-9#]+;", " ")), r"[^\p{L}\p{N}]+", " ")
     )
-    text = _built_text(cfg.text.template)
+    text = spark_item_text(cfg.text.template)  # the feature job's text, to the letter
     price = F.col("price")
 
     def n_if(cond):
@@ -70,7 +54,7 @@ def catalog_measures(catalog, cfg: UnisemConfig) -> tuple[dict[str, float | None
         F.col("item_id"),
         F.when(titled, title).alias("t"),
         F.when(titled, norm_title).alias("nt"),
-        F.coalesce(text, F.lit("")).alias("x"),
+        text.alias("x"),
         (F.col("brand").isNotNull() & (F.length(F.trim("brand")) > 0)).alias("has_brand"),
         (F.coalesce(F.size("categories"), F.lit(0)) > 0).alias("has_cat"),
         price.alias("price"),

@@ -10,7 +10,8 @@ from typing import Iterable
 
 from unisem.config import UnisemConfig
 from unisem.quality.expectations import MAX_TITLE_CHARS
-from unisem.quality.measures import CONTROL_PATTERN, HTML_PATTERN, MOJIBAKE_PATTERN, _built_text
+from unisem.quality.measures import CONTROL_PATTERN, HTML_PATTERN, MOJIBAKE_PATTERN
+from unisem.text.template import spark_item_text
 
 LIMIT = 10
 WIDTH = 80
@@ -33,7 +34,7 @@ def _queries(catalog, interactions, cfg: UnisemConfig):
     """check (config key, or an expectation) -> a function returning its example rows."""
     from pyspark.sql import functions as F
 
-    text = F.coalesce(_built_text(cfg.text.template), F.lit("")).alias("text")
+    text = spark_item_text(cfg.text.template).alias("text")
     items = catalog.select("item_id", "title", "brand", "categories", "price", text)
     title = F.trim(F.col("title"))
 

@@ -108,7 +108,7 @@ def fallback_top_k(popularity: Popularity, k: int, exclude: set[str] = frozenset
 def answer(serving, popularity: Popularity, histories: Sequence[Sequence[str]], k: int = 10,
            exclude_seen: bool = True) -> list[Answer]:
     """One ``Answer`` per history: the model's top-``k`` after dropping unknown ids, or the fallback when no
-    known id is left. ``serving`` is a ``unisem.registry.serving.ServingModel`` (its ``index`` and
+    known id is left. ``serving`` is a ``unisem.model.inference_by_id.ServingModel`` (its ``index`` and
     ``recommend``); model rows are scored in one batch."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")

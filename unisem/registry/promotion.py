@@ -140,7 +140,7 @@ def score_serving(serving, cfg: UnisemConfig, data, text_embeddings: np.ndarray 
     embeddings (or with another encoder's) they can never be recommended by this model.
     """
     from unisem.evaluate.protocols import evaluate
-    from unisem.evaluate.report import model_diagnostics
+    from unisem.evaluate.saved_model import model_diagnostics
 
     rec = serving.recommender
     diagnostics = {k: v for k, v in model_diagnostics(rec, len(serving.item_ids)).items()

@@ -109,11 +109,11 @@ def _as_list(value: Any) -> list[str]:
 
 
 class UnisemPyfunc(PythonModel):
-    """MLflow PythonModel over ``unisem.registry.serving.ServingModel``."""
+    """MLflow PythonModel over ``unisem.model.inference_by_id.ServingModel``."""
 
     def load_context(self, context) -> None:
         from unisem.model import load_model
-        from unisem.registry.serving import ServingModel
+        from unisem.model.inference_by_id import ServingModel
 
         folder = Path(context.artifacts[MODEL_ARTIFACT])
         verify_manifest(folder, (context.model_config or {}).get(MANIFEST_KEY, {}))
@@ -181,13 +181,13 @@ def log_pyfunc(model_dir: str | Path, input_example: pd.DataFrame | None = None,
     import mlflow
 
     from unisem.model import load_model
-    from unisem.registry.serving import ServingModel
+    from unisem.model.inference_by_id import ServingModel
     from unisem.registry.wheel import build_wheel
 
     model_dir = Path(model_dir)
     manifest = build_manifest(model_dir)
     if input_example is None:
-        input_example = pd.DataFrame({"history": [ServingModel(load_model(model_dir)).item_ids[:3]]})
+        input_example = pd.DataFrame({"history": [list(ServingModel(load_model(model_dir)).item_ids[:3])]})
     pins = serving_requirements()
     with tempfile.TemporaryDirectory(prefix="unisem-wheel-") as tmp:
         wheel = build_wheel(tmp, pins)

@@ -1,4 +1,4 @@
-"""Item text embeddings aligned with the item vocabulary of a features folder.
+"""Item text embeddings aligned with an item vocabulary (the items table of a features folder).
 
 Output (``RunLayout.embeddings``): ``item_embeddings.safetensors`` with one tensor ``embeddings``, float32
 [N + 1, dim], where row ``i`` is item index ``i`` and row 0 (padding) is zeros, so the model can index it
@@ -9,15 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 from safetensors.numpy import load_file, save_file
 
 from unisem.atomic import atomic_dir
 from unisem.config.schema import TextConfig
-from unisem.data.dataset import ITEMS_TABLE, FeaturesError
 from unisem.home import embedding_cache_dir
 from unisem.text.cache import EmbeddingCache, embed_texts, text_key
 from unisem.text.encoder import TextEncoder, load_encoder
@@ -27,30 +25,6 @@ META_FILE = "meta.json"
 TENSOR = "embeddings"
 
 
-class ItemTexts(NamedTuple):
-    item_ids: list[str]  # item_ids[i - 1] is item index i
-    texts: list[str]
-
-
-def read_item_texts(features_dir: str | Path) -> ItemTexts:
-    """The ``items`` table of a features folder (a Parquet file or a Spark part-file folder), by item_index."""
-    folder = Path(features_dir)
-    path = next((p for p in (folder / ITEMS_TABLE, folder / f"{ITEMS_TABLE}.parquet") if p.exists()), None)
-    if path is None:
-        raise FeaturesError(f"{folder}: missing table {ITEMS_TABLE} (expected {ITEMS_TABLE}/ or {ITEMS_TABLE}.parquet)")
-    table = pq.read_table(path)
-    missing = [c for c in ("item_index", "item_id", "text") if c not in table.column_names]
-    if missing:
-        raise FeaturesError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    table = table.sort_by("item_index")
-    index = table["item_index"].to_numpy()
-    if not np.array_equal(index, np.arange(1, len(index) + 1)):
-        raise FeaturesError(f"{path}: item_index must run 1..N without gaps")
-    if len(index) == 0:
-        raise FeaturesError(f"{path}: the items table is empty")
-    return ItemTexts(table["item_id"].to_pylist(), [t or "" for t in table["text"].to_pylist()])
-
-
 def texts_digest(texts: list[str]) -> str:
     h = hashlib.sha256()
     for t in texts:
@@ -58,30 +32,36 @@ def texts_digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def embed_features(
-    features_dir: str | Path,
+def embed_item_texts(
+    texts: Sequence[str],
     out_dir: str | Path,
     text: TextConfig,
     cache_dir: Path | None = None,
     encoder: TextEncoder | None = None,
+    features_dir: str | Path | None = None,
 ) -> Path:
-    """Encode every item text of ``features_dir`` into ``out_dir`` (atomically), reusing the cache.
+    """Encode the texts of items 1..N (``texts[i - 1]`` is item index i) into ``out_dir`` (atomically),
+    reusing the cache.
 
+    The caller reads the texts (``unisem.data.dataset.read_item_texts``), so this layer knows texts, not the
+    features folder; ``features_dir`` is only recorded in meta.json, to say where they came from.
     ``cache_dir`` defaults to ``<UNISEM_HOME>/cache/embeddings``; ``encoder`` defaults to ``text.encoder``
     (passing one is for tests and for reusing a loaded model).
     """
-    items = read_item_texts(features_dir)
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no item texts to embed")
     encoder = encoder or load_encoder(text)
     cache = EmbeddingCache(cache_dir or embedding_cache_dir(), encoder.identity, encoder.dim)
-    vectors, stats = embed_texts(items.texts, encoder, cache)
-    table = np.zeros((len(items.texts) + 1, encoder.dim), dtype=np.float32)
+    vectors, stats = embed_texts(texts, encoder, cache)
+    table = np.zeros((len(texts) + 1, encoder.dim), dtype=np.float32)
     table[1:] = vectors
     meta = {
         "model": encoder.identity,
         "dim": encoder.dim,
-        "items": len(items.texts),
-        "texts_sha256": texts_digest(items.texts),
-        "features_dir": str(Path(features_dir).resolve()),
+        "items": len(texts),
+        "texts_sha256": texts_digest(texts),
+        "features_dir": str(Path(features_dir).resolve()) if features_dir is not None else None,
         "stats": stats._asdict(),
     }
     with atomic_dir(out_dir) as tmp:

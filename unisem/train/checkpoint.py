@@ -45,6 +45,15 @@ def save_checkpoint(
     return folder
 
 
+def checkpoint_loop_state(folder: Path) -> dict | None:
+    """The loop state (epoch, best epoch, history) of a checkpoint folder without loading its tensors;
+    None when the folder holds no checkpoint. A state file cut short raises ``ValueError``."""
+    path = Path(folder) / STATE_JSON
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["loop"]
+
+
 def load_checkpoint(folder: Path, network: torch.nn.Module, opt: torch.optim.Optimizer, generator: torch.Generator) -> dict:
     """Restore network, optimizer and sampler state in place; returns the loop state."""
     for name in (STATE_TENSORS, STATE_JSON):

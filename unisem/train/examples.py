@@ -38,7 +38,7 @@ def trim_padding(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(a[:, start:] for a in arrays)
 
 
-def sample_negatives(
+def training_negatives(
     seen: torch.Tensor, shape: tuple[int, int], warm_items: torch.Tensor, generator: torch.Generator, max_rounds: int = 100
 ) -> torch.Tensor:
     """Uniform negatives [B, T] from ``warm_items``, none of them in the row's ``seen`` items [B, H].

@@ -22,7 +22,7 @@ from unisem.model.recommender import Recommender
 from unisem.model.storage import save_model
 from unisem.progress import say
 from unisem.train.checkpoint import BEST, load_checkpoint, save_checkpoint
-from unisem.train.examples import draw_pool, length_batches, pool_sampler, sample_negatives, training_arrays, trim_padding
+from unisem.train.examples import draw_pool, length_batches, pool_sampler, training_arrays, training_negatives, trim_padding
 from unisem.train.progress import epoch_line
 from unisem.train.runtime import LocalRuntime, TrainRuntime
 from unisem.train.seeding import configure_threads, seed_everything
@@ -140,7 +140,7 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             negatives = None
             extra = {}
             if t.loss == "bce":
-                negatives = sample_negatives(torch.from_numpy(arrays.seen[rows]), tuple(inputs.shape), warm, sampler).to(device)
+                negatives = training_negatives(torch.from_numpy(arrays.seen[rows]), tuple(inputs.shape), warm, sampler).to(device)
             elif pools is not None:
                 pool, log_q = draw_pool(targets, t.num_negatives, pools, sampler)
                 extra = {"pool": pool.to(device), "pool_log_q": log_q.to(device), "seen": to_device(torch.from_numpy(arrays.seen[rows]), device)}

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from unisem.config.schema import UnisemConfig
+from unisem.train.checkpoint import BEST, STATE_JSON, checkpoint_loop_state
 
 FAIL_ENV = "UNISEM_FAIL_AT_EPOCH"
 RUN_RECORD = "ray_run.json"
@@ -123,9 +124,9 @@ class RayRuntime:
             holder = tempfile.TemporaryDirectory(prefix="unisem-resume-")
             self._tmp_checkpoints.append(holder)
             path = Path(checkpoint.to_directory(holder.name))
-        state = path / "state.json"
-        if state.exists():
-            self.resumed_from_epoch = int(json.loads(state.read_text())["loop"]["epoch"])
+        loop = checkpoint_loop_state(path)
+        if loop is not None:
+            self.resumed_from_epoch = int(loop["epoch"])
         return path
 
 
@@ -222,13 +223,13 @@ def run_fingerprint(cfg_dict: dict, features_dir: Path, embeddings_dir: Path) ->
 
 
 def latest_checkpoint(run_storage: Path) -> Path | None:
-    """The checkpoint with the highest epoch among those Ray kept for a run (``state.json`` says the epoch)."""
+    """The checkpoint with the highest epoch among those Ray kept for a run (its loop state says the epoch)."""
     best: tuple[int, Path] | None = None
     if not run_storage.is_dir():
         return None
-    for state in run_storage.glob("checkpoint_*/state.json"):
+    for state in run_storage.glob(f"checkpoint_*/{STATE_JSON}"):
         try:
-            epoch = int(json.loads(state.read_text())["loop"]["epoch"])
+            epoch = int(checkpoint_loop_state(state.parent)["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a checkpoint cut short by the failure that made us retry
         if best is None or epoch > best[0]:
@@ -311,7 +312,7 @@ def train_with_ray(cfg: UnisemConfig, features_dir: Path, embeddings_dir: Path, 
     model_dir = out_dir / MODEL_DIR
     if not model_dir.exists() and result.checkpoint is not None:  # workers on other machines
         with tempfile.TemporaryDirectory() as tmp:
-            best = Path(result.checkpoint.to_directory(tmp)) / "best"
+            best = Path(result.checkpoint.to_directory(tmp)) / BEST
             if best.exists():
                 shutil.copytree(best, model_dir)
     if not model_dir.exists():

@@ -1,4 +1,4 @@
-"""Serving a trained model by item ids: id <-> index mapping, seen-item exclusion, and items added later.
+"""Inference by item id: a trained ``Recommender`` asked in item ids, with items added after training.
 
 The registered pyfunc model and the promotion rule both need to talk to a ``Recommender`` in item ids
 rather than in one training run's item indices: a model trained last week is evaluated on today's
@@ -8,13 +8,12 @@ model treats its own cold items.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from unisem.data.dataset import pad_left
-from unisem.model.retrieval import chunked_top_k
 
 
 class Recommendations(NamedTuple):
@@ -22,44 +21,22 @@ class Recommendations(NamedTuple):
     scores: list[list[float]]
 
 
-def new_item_vectors(recommender, text_embeddings: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Item vectors [M, d] and semantic IDs [M, L] (or None) for items known only by their text embedding.
-
-    Same construction as the network's item table for a cold item: ``z`` from the RQ-VAE of the text and the
-    shared unknown ID vector (row N+1 of the ID table); an id-only model has nothing but the unknown vector.
-    """
-    items = recommender.network.items
-    x = torch.as_tensor(np.asarray(text_embeddings, dtype=np.float32))
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"text embeddings of new items must be a non-empty [M, dim] array, got shape {tuple(x.shape)}")
-    parts, codes = [], None
-    with torch.no_grad():
-        if items.has_semantic:
-            want = items.text.shape[1]
-            if x.shape[1] != want:
-                raise ValueError(
-                    f"text embeddings of new items have width {x.shape[1]} but the model was trained on width {want}"
-                    " (a different text encoder?)"
-                )
-            out = items.rqvae(x)
-            parts.append(out.z)
-            codes = out.codes
-        if items.has_id:
-            unknown = items.ids.weight[items.num_items + 1]
-            parts.append(unknown.expand(x.shape[0], -1))
-    return torch.cat(parts, dim=1).to(recommender.table.dtype), codes
-
-
 class ServingModel:
     """A ``Recommender`` addressed by item ids, extensible with items that arrived after training."""
 
     def __init__(self, recommender) -> None:
         self.recommender = recommender
-        self.item_ids: list[str] = list(recommender.item_ids)
-        self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
         self.added: list[str] = []
         self.item_index = None  # an approximate index (unisem.model.index.ItemIndex), or exact search
         self.nprobe: int | None = None  # None: the index's calibrated probe count
+
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        return self.recommender.item_ids
+
+    @property
+    def index(self) -> Mapping[str, int]:
+        return self.recommender.index_by_id
 
     @property
     def max_len(self) -> int:
@@ -80,19 +57,11 @@ class ServingModel:
         keep = [j for j in keep if not (item_ids[j] in seen or seen.add(item_ids[j]))]
         if not keep:
             return 0
-        vectors, codes = new_item_vectors(self.recommender, emb[keep])
+        vectors, codes = self.recommender.text_only_vectors(emb[keep])
         self.item_index = None
-        rec = self.recommender
-        rec.table = torch.cat([rec.table, vectors])
-        if rec.semantic_ids is not None and codes is not None:
-            rec.semantic_ids = np.concatenate([rec.semantic_ids, codes.cpu().numpy()])
-        for j in keep:
-            self.item_ids.append(item_ids[j])
-            self.index[item_ids[j]] = len(self.item_ids)
-            self.added.append(item_ids[j])
-        rec.item_ids = tuple(self.item_ids)
-        if hasattr(rec, "_index"):
-            del rec._index
+        new_ids = [item_ids[j] for j in keep]
+        self.recommender.extend(new_ids, vectors, codes)
+        self.added.extend(new_ids)
         return len(keep)
 
     def use_index(self, item_index, nprobe: int | None = None) -> None:
@@ -128,14 +97,10 @@ class ServingModel:
         rec = self.recommender
         states = rec.user_states(torch.as_tensor(pad_left(arrays, self.max_len)))
         seen = torch.as_tensor(pad_left(arrays, max([len(r) for r in rows] + [1]))) if exclude_seen else None
-        if self.item_index is not None:
-            top_i = self.item_index.search(states, min(k, rec.table.shape[0] - 1), seen, self.nprobe)
-            top_v = torch.where(top_i > 0, (states[:, None, :] * rec.table[top_i]).sum(-1), float("-inf"))
-        else:
-            top_i, top_v = chunked_top_k(states, rec.table, min(k, rec.table.shape[0] - 1), seen)
-        ids_out, scores_out = [], []
+        top_i, top_v = rec.top_k(states, k, seen, item_index=self.item_index, nprobe=self.nprobe)
+        ids, ids_out, scores_out = rec.item_ids, [], []
         for idx, val in zip(top_i.tolist(), top_v.tolist()):
-            pairs = [(self.item_ids[i - 1], v) for i, v in zip(idx, val) if i > 0 and v != float("-inf")]
+            pairs = [(ids[i - 1], v) for i, v in zip(idx, val) if i > 0 and v != float("-inf")]
             ids_out.append([p[0] for p in pairs])
             scores_out.append([float(p[1]) for p in pairs])
         return Recommendations(ids_out, scores_out)
