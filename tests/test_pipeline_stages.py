@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from unisem.config import load_config
 from unisem.home import RunLayout
 from unisem.pipeline import cluster, stages
 from unisem.pipeline.records import read_records, record_path, recorded, recorded_outputs, write_record
-from unisem.pipeline.spec import RunSpec, make_spec, overrides_from_params, run_id_for, spec_from_params
+from unisem.pipeline.spec import (
+    RunSpec,
+    make_spec,
+    overrides_from_params,
+    run_id_for,
+    spec_from_params,
+    values_from_params,
+)
 from unisem.quality.gate import gate_reasons
 from unisem.pipeline.summary import FAILED, INCOMPLETE, STOPPED_AT_GATE, SUCCEEDED, build_summary, render_markdown
 
@@ -27,12 +35,12 @@ def test_run_id_from_logical_date_is_stable_and_filesystem_safe():
         run_id_for("///")
 
 
-def test_params_become_overrides_and_empty_params_leave_the_config_alone(tmp_path):
+def test_params_become_typed_values_and_empty_params_leave_the_config_alone(tmp_path):
     params = {"catalog": "/d/c.parquet", "interactions": "/d/i", "spark_master": "", "ray_address": " ",
               "mlflow_uri": "http://mlflow:5000", "overrides": ["training.max_epochs=2"], "config_file": ""}
-    assert overrides_from_params(params) == (
-        "training.max_epochs=2", "data.catalog=/d/c.parquet", "data.interactions=/d/i",
-        "registry.tracking_uri=http://mlflow:5000",
+    assert overrides_from_params(params) == ("training.max_epochs=2",)
+    assert values_from_params(params) == (
+        ("data.catalog", "/d/c.parquet"), ("data.interactions", "/d/i"), ("registry.tracking_uri", "http://mlflow:5000"),
     )
     spec = spec_from_params(params, datetime(2026, 1, 2, tzinfo=timezone.utc), home=tmp_path)
     assert spec.run_id == "2026-01-02T00-00-00" and spec.config_path is None and spec.home == str(tmp_path)
@@ -42,6 +50,25 @@ def test_params_become_overrides_and_empty_params_leave_the_config_alone(tmp_pat
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     # No logical date (a manual Airflow 3 run): the Airflow run id names the folder.
     assert spec_from_params({}, None, "manual__x:1", home=tmp_path).run_id == "manual__x-1"
+
+
+def test_a_path_with_yaml_special_characters_is_kept_verbatim_by_params_and_by_set(tmp_path):
+    """``shop #2/...`` read as YAML is ``shop`` (the rest a comment) and ``a: b.parquet`` a mapping."""
+    from unisem.cli import build_parser, config_from_args
+
+    odd = "/d/shop #2/a: b.parquet"
+    spec = spec_from_params({"catalog": odd, "interactions": "/d/i #1"}, "2026-01-02", home=tmp_path)
+    assert spec.config().data.catalog == odd and spec.config().data.interactions == "/d/i #1"
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # through an XCom
+    # The same spec as a job's --set arguments, parsed by the CLI as any unisem command would.
+    args = build_parser().parse_args(["validate", "--catalog", "c", "--interactions", "i", "--out", "o",
+                                      *spec.config_args()])
+    assert config_from_args(args).data.catalog == odd
+    # --set keeps YAML for the settings that need it, and quotes still work for a string.
+    cfg = load_config(None, ["training.lr=0.5", "evaluation.ks=[5, 10]", 'data.name="x #1"', f"data.catalog={odd}"])
+    assert cfg.training.lr == 0.5 and cfg.evaluation.ks == (5, 10) and cfg.data.name == "x #1"
+    assert cfg.data.catalog == odd
+    assert spec.without("data.catalog").config().data.catalog == ""
 
 
 def test_spec_cli_args_round_trip_through_unisem_stage_arguments(tmp_path):

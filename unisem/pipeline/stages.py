@@ -397,7 +397,7 @@ def report(spec: RunSpec | Mapping[str, Any], expected: Sequence[str] = STAGES[:
     def body() -> dict[str, Any]:
         records = read_records(layout)
         summary = build_summary(spec.run_id, records, expected)
-        summary["config"] = {"file": spec.config_path, "overrides": list(spec.overrides)}
+        summary["config"] = {"file": spec.config_path, "overrides": list(spec.overrides), "values": dict(spec.values)}
         summary["quality_published"] = publish_quality_report(spec).get("published")
         with atomic_dir(layout.report) as tmp:
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
