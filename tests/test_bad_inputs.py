@@ -273,7 +273,7 @@ def test_6_offending_items_are_named_per_failing_check(dirty_gate):
     assert set(named) == {"item0003", "item0004"}
     assert named["item0003"].startswith("Ã˜ 1.75mm filament")
     assert "item0003" in dirty_gate["report"] and "Examples of offending rows" in dirty_gate["report"]
-    assert ("warn: mojibake_share = 0.02, above the maximum 0 (max_mojibake_share); e.g. item_id 'item0003', 'item0004'"
+    assert ("warn: mojibake_share = 0.02, above the maximum 0.0 (max_mojibake_share); e.g. item_id 'item0003', 'item0004'"
             in dirty_gate["out"])
     assert all(len(rows) <= 10 for rows in v["offenders"].values())
     assert_unchanged(dirty_gate["before"])

@@ -89,9 +89,8 @@ def gate_reasons(verdict: Mapping[str, Any], examples: bool = False) -> list[str
         observed, threshold = check.get("observed"), check.get("threshold")
         side = "above the maximum" if is_maximum(name) else "below the minimum"
         shown = f"{observed:.4g}" if isinstance(observed, (int, float)) else str(observed)
-        limit = f"{threshold:g}" if isinstance(threshold, (int, float)) else str(threshold)
         out.append((0 if severity == FAIL else 1, f"{severity}: {check.get('measure', name)} = {shown}, {side} "
-                    f"{limit} ({name})" + _examples(offenders.get(name))))
+                    f"{threshold} ({name})" + _examples(offenders.get(name))))
     for failure in verdict.get("expectations_failed") or ():
         if isinstance(failure, Mapping):
             level = expectation_level(failure)
