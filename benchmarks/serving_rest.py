@@ -68,7 +68,7 @@ def prepare_champion(home: Path, epochs: int, loss: str, retrain: bool, text_sou
     from unisem.data.dataset import write_features
     from unisem.home import RunLayout
     from unisem.registry.promotion import promote_if_better
-    from unisem.registry.registration import log_and_register
+    from unisem.registry.registration import CHAMPION, log_and_register
     from unisem.registry.tracking import client as registry_client
     from unisem.train import fit
 
@@ -77,7 +77,7 @@ def prepare_champion(home: Path, epochs: int, loss: str, retrain: bool, text_sou
     record = home / "champion.json"
     if record.exists() and not retrain:
         try:
-            registry_client(cfg).get_model_version_by_alias(cfg.registry.model_name, "champion")
+            registry_client(cfg).get_model_version_by_alias(cfg.registry.model_name, CHAMPION)
             return json.loads(record.read_text())
         except Exception:  # noqa: BLE001 - a stale record: build the champion again
             pass
@@ -97,8 +97,9 @@ def prepare_champion(home: Path, epochs: int, loss: str, retrain: bool, text_sou
     result = fit(cfg, data, text, home / "training")
     train_s, train_cpu = time.perf_counter() - start, time.process_time() - cpu
     layout = RunLayout.for_run(f"serving-bench-{int(time.time())}", home)
-    reg = log_and_register(cfg, layout, result, features_dir=features, embeddings_dir=embeddings)
-    decision = promote_if_better(cfg, features, embeddings, layout=layout, challenger_version=reg.version)
+    reg = log_and_register(cfg, result, layout.root.name, record_dir=layout.registry, features_dir=features,
+                           embeddings_dir=embeddings)
+    decision = promote_if_better(cfg, features, embeddings, record_dir=layout.registry, challenger_version=reg.version)
     out = {"version": reg.version, "overrides": overrides, "text_embeddings": text_source, "train_wall_s": round(train_s, 1),
            "train_cpu_s": round(train_cpu, 1), "best_epoch": result.best_epoch,
            "best_valid": {k: float(v) for k, v in result.best_metrics.items() if isinstance(v, (int, float))},

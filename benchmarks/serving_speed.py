@@ -61,8 +61,8 @@ def main() -> None:
     model_dir = home / "model"
     save_model(net, cfg, data.item_ids, data.item_titles, model_dir)
     layout = RunLayout.for_run("bench-serving", home)
-    log_and_register(cfg, layout, TrainResult(model_dir, 1, {"NDCG@10": 0.0}, [{"epoch": 1, "loss": 1.0}]),
-                     features_dir=features, embeddings_dir=embeddings)
+    log_and_register(cfg, TrainResult(model_dir, 1, {"NDCG@10": 0.0}, [{"epoch": 1, "loss": 1.0}]),
+                     layout.root.name, record_dir=layout.registry, features_dir=features, embeddings_dir=embeddings)
     pyfunc = load_serving("models:/unisem@challenger")
 
     inputs, _ = split_inputs(data, "test")

@@ -2,8 +2,8 @@
 -> top-K for every user with the champion (published as the Airflow Asset ``unisem_recommendations``).
 
 Thin wiring over ``unisem.pipeline.stages``: every task rebuilds the run's spec from the DAG params and the
-logical date, calls one stage and passes on a small dict of paths. A ``fail`` verdict short-circuits the run
-after the gate (everything up to ``promote`` shows as skipped, the champion is untouched) and ``report``
+logical date, calls one stage and passes on its typed record of paths (``unisem.pipeline.outputs``). A
+``fail`` verdict short-circuits the run at ``proceed`` (everything up to ``promote`` shows as skipped, the champion is untouched) and ``report``
 still runs and says why. ``watcher`` fails the DAG run when any task failed, since the run state otherwise
 follows the leaf ``report`` task, which succeeds on purpose.
 
@@ -65,10 +65,10 @@ def unisem_nightly():
         return stages.validate(_spec(context))
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def gate(validated: dict, **context) -> bool:
+    def proceed(validated: dict, **context) -> bool:
         from unisem.pipeline import stages
 
-        return bool(stages.gate(_spec(context), validated)["proceed"])
+        return bool(stages.proceed(_spec(context), validated)["proceed"])
 
     @task
     def features(validated: dict, **context) -> dict:
@@ -86,7 +86,7 @@ def unisem_nightly():
     def train(featured: dict, embedded: dict, **context) -> dict:
         from unisem.pipeline import stages
 
-        return stages.train(_spec(context), featured, embedded)  # the history travels as a file path
+        return stages.train(_spec(context), featured, embedded)
 
     @task
     def evaluate(featured: dict, trained: dict, **context) -> dict:
@@ -101,10 +101,10 @@ def unisem_nightly():
         return stages.register(_spec(context), trained, evaluated)
 
     @task
-    def promote(featured: dict, registered: dict, **context) -> dict:
+    def promote(featured: dict, embedded: dict, registered: dict, **context) -> dict:
         from unisem.pipeline import stages
 
-        return stages.promote(_spec(context), featured, registered)
+        return stages.promote(_spec(context), featured, embedded, registered)
 
     @task(outlets=[RECOMMENDATIONS])
     def recommend(featured: dict, promoted: dict, **context) -> dict:
@@ -125,18 +125,18 @@ def unisem_nightly():
         raise AirflowFailException("a unisem pipeline task failed; see the run report for the stage and error")
 
     validated = validate()
-    proceed = gate(validated)
+    go_on = proceed(validated)
     featured = features(validated)
-    proceed >> featured
+    go_on >> featured
     embedded = embed(featured)
     trained = train(featured, embedded)
     evaluated = evaluate(featured, trained)
     registered = register(trained, evaluated)
-    promoted = promote(featured, registered)
+    promoted = promote(featured, embedded, registered)
     recommended = recommend(featured, promoted)
     summary = report()
     recommended >> summary
-    # Not the gate: a short-circuit skips its direct downstream tasks, and the watcher must stay armed.
+    # Not proceed: a short-circuit skips its direct downstream tasks, and the watcher must stay armed.
     [validated, featured, embedded, trained, evaluated, registered, promoted, recommended, summary] >> watcher()
 
 

@@ -138,8 +138,8 @@ def test_3_a_log_of_one_interaction_per_user_fails_the_gate_features_and_train(s
 
     assert _validate(cat, log, tmp_path / "gate", tmp_path / "home") == 3
     out = capsys.readouterr().out
-    assert "fail: quality.max_short_user_share observed 1" in out
-    assert "fail: quality.max_items_below_min_share observed 1" in out
+    assert "fail: short_user_share = 1, above the maximum" in out and "(max_short_user_share)" in out
+    assert "fail: items_below_min_share = 1, above the maximum" in out and "(max_items_below_min_share)" in out
     assert "e.g. user_id 'user0000'" in out  # the offenders are named
 
     assert main(["features", "--catalog", str(cat), "--interactions", str(log), "--out", str(tmp_path / "features")]) == 1
@@ -260,7 +260,7 @@ def test_5_a_failed_expectation_shows_in_the_verdict_and_the_report(dirty_gate):
     assert failed[TITLE_LENGTH]["severity"] == "warning" and failed[TITLE_LENGTH]["unexpected_count"] == 1
     assert v["offenders"][TITLE_LENGTH][0]["item_id"] == dirty_gate["ids"][7]
     assert v["offenders"][TITLE_LENGTH][0]["value"].endswith("(100,006 characters)")  # cut, not 100 kB
-    assert f"warn: expectation catalog_text_quality/{TITLE_LENGTH} (1 rows); e.g. item_id 'item0007'" in dirty_gate["out"]
+    assert f"warn: expectation catalog_text_quality/{TITLE_LENGTH} failed on 1 rows; e.g. item_id 'item0007'" in dirty_gate["out"]
     assert "Failed expectations" in dirty_gate["report"] and TITLE_LENGTH in dirty_gate["report"]
     assert_unchanged(dirty_gate["before"])
 
@@ -273,7 +273,8 @@ def test_6_offending_items_are_named_per_failing_check(dirty_gate):
     assert set(named) == {"item0003", "item0004"}
     assert named["item0003"].startswith("Ã˜ 1.75mm filament")
     assert "item0003" in dirty_gate["report"] and "Examples of offending rows" in dirty_gate["report"]
-    assert "warn: quality.max_mojibake_share observed 0.02, threshold 0; e.g. item_id 'item0003', 'item0004'" in dirty_gate["out"]
+    assert ("warn: mojibake_share = 0.02, above the maximum 0.0 (max_mojibake_share); e.g. item_id 'item0003', 'item0004'"
+            in dirty_gate["out"])
     assert all(len(rows) <= 10 for rows in v["offenders"].values())
     assert_unchanged(dirty_gate["before"])
 

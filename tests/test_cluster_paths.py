@@ -159,7 +159,7 @@ def test_mlflow_client_timeouts_come_from_the_config(clean_env):
 
 
 def test_an_unreachable_tracking_server_is_an_error_never_not_registered(clean_env, tmp_path):
-    from unisem.pipeline.stages import find_registered
+    from unisem.registry.registration import find_registered
     from unisem.registry.tracking import TrackingUnavailable
 
     uri = f"http://127.0.0.1:{_closed_port()}"
@@ -202,16 +202,23 @@ def test_one_registered_version_per_run_id_and_it_is_the_latest_model(clean_env,
 
         seeded = replace(cfg, training=replace(cfg.training, seed=seed))
         result = fit(seeded, data, text, tmp_path / f"train{seed}")
+        history = tmp_path / f"history{seed}.json"
+        history.write_text(json.dumps(result.history))
         models[seed] = {"model_dir": str(result.model_dir), "best_epoch": result.best_epoch,
-                        "best_metrics": result.best_metrics, "history": result.history}
+                        "best_metrics": result.best_metrics, "history_path": str(history),
+                        "features_dir": str(layout.features), "embeddings_dir": str(layout.embeddings),
+                        "verdict_path": str(layout.quality / "verdict.json")}
 
-    first = stages.register(spec, models[1], {"metrics_path": str(metrics)})
+    evaluated = {"metrics_path": str(metrics), "evaluation_dir": str(layout.evaluation)}
+    first = stages.register(spec, models[1], evaluated)
     assert first["reused"] is False and first["replaced"] == []
-    second = stages.register(spec, models[2], {"metrics_path": str(metrics)})
+    second = stages.register(spec, models[2], evaluated)
     assert second["version"] != first["version"] and second["replaced"] == [first["version"]]
-    again = stages.register(spec, models[2], {"metrics_path": str(metrics)})
+    again = stages.register(spec, models[2], evaluated)
     assert again["version"] == second["version"] and again["reused"] is True
-    found = stages.find_registered(cfg, spec.run_id)
+    from unisem.registry.registration import find_registered
+
+    found = find_registered(cfg, spec.run_id)
     assert [f["version"] for f in found] == [second["version"]]
     versions = client(cfg).search_model_versions("name='unisem'")
     assert [str(v.version) for v in versions] == [second["version"]]

@@ -230,7 +230,7 @@ def test_dirty_data_stops_at_the_gate_and_registers_nothing(runs):
     assert any("title_share" in r and r.startswith("fail") for r in summary["gate"]["reasons"]), summary["gate"]
     assert summary["model"] == {} and summary["promotion"] == {}
     states = _task_states(home)
-    assert states["validate"] == states["gate"] == states["report"] == "success"
+    assert states["validate"] == states["proceed"] == states["report"] == "success"
     for task in ("features", "embed", "train", "evaluate", "register", "promote", "recommend"):
         assert states[task] == "skipped", (task, states)
     assert _dag_run_states(home) == ["success"]

@@ -9,10 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from unisem.config import load_config
 from unisem.home import RunLayout
 from unisem.pipeline import cluster, stages
 from unisem.pipeline.records import read_records, record_path, recorded, recorded_outputs, write_record
-from unisem.pipeline.spec import RunSpec, make_spec, overrides_from_params, run_id_for, spec_from_params
+from unisem.pipeline.spec import (
+    RunSpec,
+    make_spec,
+    overrides_from_params,
+    run_id_for,
+    spec_from_params,
+    values_from_params,
+)
+from unisem.quality.gate import gate_reasons
 from unisem.pipeline.summary import FAILED, INCOMPLETE, STOPPED_AT_GATE, SUCCEEDED, build_summary, render_markdown
 
 
@@ -26,12 +35,12 @@ def test_run_id_from_logical_date_is_stable_and_filesystem_safe():
         run_id_for("///")
 
 
-def test_params_become_overrides_and_empty_params_leave_the_config_alone(tmp_path):
+def test_params_become_typed_values_and_empty_params_leave_the_config_alone(tmp_path):
     params = {"catalog": "/d/c.parquet", "interactions": "/d/i", "spark_master": "", "ray_address": " ",
               "mlflow_uri": "http://mlflow:5000", "overrides": ["training.max_epochs=2"], "config_file": ""}
-    assert overrides_from_params(params) == (
-        "training.max_epochs=2", "data.catalog=/d/c.parquet", "data.interactions=/d/i",
-        "registry.tracking_uri=http://mlflow:5000",
+    assert overrides_from_params(params) == ("training.max_epochs=2",)
+    assert values_from_params(params) == (
+        ("data.catalog", "/d/c.parquet"), ("data.interactions", "/d/i"), ("registry.tracking_uri", "http://mlflow:5000"),
     )
     spec = spec_from_params(params, datetime(2026, 1, 2, tzinfo=timezone.utc), home=tmp_path)
     assert spec.run_id == "2026-01-02T00-00-00" and spec.config_path is None and spec.home == str(tmp_path)
@@ -41,6 +50,25 @@ def test_params_become_overrides_and_empty_params_leave_the_config_alone(tmp_pat
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     # No logical date (a manual Airflow 3 run): the Airflow run id names the folder.
     assert spec_from_params({}, None, "manual__x:1", home=tmp_path).run_id == "manual__x-1"
+
+
+def test_a_path_with_yaml_special_characters_is_kept_verbatim_by_params_and_by_set(tmp_path):
+    """``shop #2/...`` read as YAML is ``shop`` (the rest a comment) and ``a: b.parquet`` a mapping."""
+    from unisem.cli import build_parser, config_from_args
+
+    odd = "/d/shop #2/a: b.parquet"
+    spec = spec_from_params({"catalog": odd, "interactions": "/d/i #1"}, "2026-01-02", home=tmp_path)
+    assert spec.config().data.catalog == odd and spec.config().data.interactions == "/d/i #1"
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # through an XCom
+    # The same spec as a job's --set arguments, parsed by the CLI as any unisem command would.
+    args = build_parser().parse_args(["validate", "--catalog", "c", "--interactions", "i", "--out", "o",
+                                      *spec.config_args()])
+    assert config_from_args(args).data.catalog == odd
+    # --set keeps YAML for the settings that need it, and quotes still work for a string.
+    cfg = load_config(None, ["training.lr=0.5", "evaluation.ks=[5, 10]", 'data.name="x #1"', f"data.catalog={odd}"])
+    assert cfg.training.lr == 0.5 and cfg.evaluation.ks == (5, 10) and cfg.data.name == "x #1"
+    assert cfg.data.catalog == odd
+    assert spec.without("data.catalog").config().data.catalog == ""
 
 
 def test_spec_cli_args_round_trip_through_unisem_stage_arguments(tmp_path):
@@ -76,10 +104,10 @@ def _ok(layout, stage, **outputs):
 def test_summary_of_a_successful_run(tmp_path):
     layout = RunLayout(tmp_path / "run")
     _ok(layout, "validate", verdict="warn", reasons=["warn: min_brand_share (observed 0.4)"], report_path="/q.html")
-    _ok(layout, "gate", proceed=True, verdict="warn")
+    _ok(layout, "proceed", proceed=True, verdict="warn")
     for s in ("features", "embed", "train"):
         _ok(layout, s)
-    _ok(layout, "evaluate", headline={"full/NDCG@10": 0.1234}, metrics_path="/m.json")
+    _ok(layout, "evaluate", metrics={"full/NDCG@10": 0.1234}, metrics_path="/m.json")
     _ok(layout, "register", model_name="unisem", version="3", model_uri="models:/unisem/3", mlflow_run_id="abc",
         tracking_uri="sqlite:///x", reused=False)
     _ok(layout, "promote", promoted=True, reason="0.1234 > 0.1000")
@@ -101,7 +129,7 @@ def test_summary_of_a_successful_run(tmp_path):
 def test_summary_of_a_run_stopped_at_the_gate_says_why(tmp_path):
     layout = RunLayout(tmp_path / "run")
     _ok(layout, "validate", verdict="fail", reasons=["fail: min_title_share (observed 0.5, levels [1.0, 0.95])"])
-    _ok(layout, "gate", proceed=False, verdict="fail")
+    _ok(layout, "proceed", proceed=False, verdict="fail")
     summary = build_summary("run", read_records(layout))
     assert summary["status"] == STOPPED_AT_GATE
     assert summary["stages"]["train"] == "skipped" and summary["model"] == {} and summary["promotion"] == {}
@@ -112,7 +140,7 @@ def test_summary_of_a_run_stopped_at_the_gate_says_why(tmp_path):
 def test_summary_names_the_failed_stage_and_an_unfinished_run(tmp_path):
     layout = RunLayout(tmp_path / "run")
     _ok(layout, "validate", verdict="pass")
-    _ok(layout, "gate", proceed=True)
+    _ok(layout, "proceed", proceed=True)
     _ok(layout, "features")
     recorded_error = RuntimeError("out of memory")
     from unisem.pipeline.records import write_failure
@@ -128,18 +156,18 @@ def test_summary_names_the_failed_stage_and_an_unfinished_run(tmp_path):
 
 
 @pytest.mark.parametrize("verdict,proceed", [("pass", True), ("warn", True), ("fail", False)])
-def test_gate_stops_only_on_fail(tmp_path, verdict, proceed):
+def test_proceed_stops_only_on_fail(tmp_path, verdict, proceed):
     spec = make_spec("r", home=tmp_path)
-    out = stages.gate(spec, {"verdict": verdict, "reasons": ["x"]})
+    out = stages.proceed(spec, {"verdict": verdict, "reasons": ["x"]})
     assert out == {"proceed": proceed, "verdict": verdict, "reasons": ["x"]}
-    assert read_records(spec.layout())["gate"]["outputs"]["proceed"] is proceed
+    assert read_records(spec.layout())["proceed"]["outputs"]["proceed"] is proceed
 
 
-def test_gate_without_a_verdict_fails_and_records_why(tmp_path):
+def test_proceed_without_a_verdict_fails_and_records_why(tmp_path):
     spec = make_spec("r", home=tmp_path)
     with pytest.raises(stages.StageError, match="'verdict' is missing"):
-        stages.gate(spec, {})
-    assert read_records(spec.layout())["gate"]["status"] == "failed"
+        stages.proceed(spec, {})
+    assert read_records(spec.layout())["proceed"]["status"] == "failed"
 
 
 def test_gate_reasons_from_a_verdict_file():
@@ -155,17 +183,22 @@ def test_gate_reasons_from_a_verdict_file():
         check("max_html_share", "warn", 0.01, 0.0, True),
         check("max_gini", "fail", 0.99, 0.995, False),
     ]}
-    assert stages.gate_reasons(verdict) == [
+    assert gate_reasons(verdict) == [
         "fail: title_share = 0.5, below the minimum 0.95 (min_title_share)",
         "fail: gini = 0.995, above the maximum 0.99 (max_gini)",
         "warn: brand_share = 0.4, below the minimum 0.5 (min_brand_share)",
     ]
-    assert stages.gate_reasons({"verdict": "pass", "checks": []}) == []
+    assert gate_reasons({"verdict": "pass", "checks": []}) == []
     failed = {"suite": "catalog_text_quality", "expectation": "expect_column_value_lengths_to_be_between(title)",
               "severity": "warning", "unexpected_count": 1}
-    assert stages.gate_reasons({"verdict": "warn", "checks": [], "expectations_failed": [failed]}) == [
+    assert gate_reasons({"verdict": "warn", "checks": [], "expectations_failed": [failed]}) == [
         "warn: expectation catalog_text_quality/expect_column_value_lengths_to_be_between(title) failed on 1 rows"
     ]
+    # With examples (what `unisem validate` prints): up to three offending ids of that check.
+    verdict["offenders"] = {"max_gini": [{"item_id": "i1", "value": 1}, {"item_id": "i2", "value": 2}]}
+    assert gate_reasons(verdict, examples=True)[1] == (
+        "fail: gini = 0.995, above the maximum 0.99 (max_gini); e.g. item_id 'i1', 'i2'")
+    assert gate_reasons(verdict)[1] == "fail: gini = 0.995, above the maximum 0.99 (max_gini)"
 
 
 def test_resolve_inputs_wants_both_paths_and_existing_files(tmp_path):
@@ -189,10 +222,13 @@ def test_previous_features_is_the_latest_earlier_run_with_features(tmp_path):
     assert stages.previous_features(tmp_path, "2026-01-01T00-00-00") is None
 
 
-def test_headline_metrics_flatten_protocol_tables():
-    report = {"protocols": {"full": {"NDCG@10": 0.1, "HR@10": 0.2}, "sampled-99": {"NDCG@10": 0.5}},
-              "users": 10}
-    assert stages.headline_metrics(report) == {"full/NDCG@10": 0.1, "full/HR@10": 0.2, "sampled-99/NDCG@10": 0.5}
+def test_stage_functions_are_the_stage_names_and_unisem_stage_offers_them():
+    from unisem.cli import build_parser
+    from unisem.pipeline.outputs import STAGES
+
+    assert tuple(stages.STAGE_FUNCTIONS) == STAGES
+    stage = build_parser()._subparsers._group_actions[0].choices["stage"]
+    assert tuple(next(a for a in stage._actions if a.dest == "name").choices) == STAGES
 
 
 def test_cluster_switch_by_config():

@@ -135,7 +135,8 @@ def test_cli_exit_codes_and_unreadable_input(spark, tmp_path, clean, capsys):
     assert main(["validate", "--catalog", str(dup), "--interactions", str(inter), "--out", str(out),
                  "--home", str(tmp_path / "home")]) == 3
     printed = capsys.readouterr().out
-    assert "quality gate: FAIL" in printed and "fail: quality.max_duplicate_item_id_share" in printed
+    assert "quality gate: FAIL" in printed and "fail: duplicate_item_id_share = " in printed
+    assert "(max_duplicate_item_id_share)" in printed
     first = (out / "verdict.json").read_text()
     code = main(["validate", "--catalog", str(tmp_path / "missing.parquet"), "--interactions", str(inter),
                  "--out", str(out)])

@@ -61,6 +61,17 @@ def _layout(home: Path, run_id: str, trained, verdict: str | None = "pass") -> R
     return layout
 
 
+def _register(cfg, layout: RunLayout, model, **paths):
+    """log_and_register with every path given explicitly, as the register stage hands them over."""
+    from unisem.registry.registration import log_and_register
+
+    verdict = layout.quality / "verdict.json"
+    metrics = layout.evaluation / "metrics.json"
+    return log_and_register(cfg, model, layout.root.name, record_dir=layout.registry,
+                            metrics_path=metrics if metrics.exists() else None, plots_dir=layout.evaluation,
+                            verdict_path=verdict if verdict.exists() else None, **paths)
+
+
 # ------------------------------------------------------------------------------------------------ tracking
 
 
@@ -78,7 +89,7 @@ def test_tracking_uri_prefers_config_then_environment_then_home(monkeypatch, tmp
 
 
 def test_data_version_depends_on_content_not_on_file_names(tmp_path):
-    from unisem.registry.tracking import data_version
+    from unisem.registry.versions import data_version
 
     a, b = tmp_path / "a", tmp_path / "b"
     for folder, names in ((a, ("part-1.json", "part-2.json")), (b, ("part-x.json", "part-y.json"))):
@@ -98,7 +109,7 @@ def test_identical_rows_give_identical_data_versions_whatever_the_part_files(tmp
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from unisem.registry.tracking import data_version
+    from unisem.registry.versions import data_version
 
     rows = pa.table({"user_index": pa.array(range(1, 101), pa.int32()),
                      "items": [[i, i + 1, i * 3] for i in range(100)]})
@@ -191,7 +202,6 @@ def test_aligned_scores_map_between_vocabularies(trained):
 
 def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(trained, store):
     from unisem.model import load_model
-    from unisem.registry.registration import log_and_register
     from unisem.model.inference_by_id import ServingModel
     from unisem.registry.tracking import client as registry_client
     from unisem.registry.tracking import tracking_uri
@@ -202,8 +212,8 @@ def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(tra
     layout = _layout(store, "run-1", trained)
     report = evaluate_model_dir(trained["good"].model_dir, trained["root"] / "features", cfg, split="test",
                                 out_dir=layout.evaluation, history=trained["good"].history)
-    result = log_and_register(cfg, layout, trained["good"], features_dir=trained["root"] / "features",
-                              embeddings_dir=trained["root"] / "embeddings")
+    result = _register(cfg, layout, trained["good"], features_dir=trained["root"] / "features",
+                       embeddings_dir=trained["root"] / "embeddings")
     assert result.version == "1" and result.model_uri == "models:/unisem/1"
 
     client = registry_client(cfg)
@@ -229,9 +239,10 @@ def test_registered_model_predicts_in_a_fresh_process_exactly_like_in_memory(tra
     assert {p.name: p.default for p in info.signature.params} == {"k": 10, "exclude_seen": True}
     assert info.saved_input_example_info is not None
     # a rerun of the same run folder with the same model adds no version
-    again = log_and_register(cfg, layout, trained["good"], features_dir=trained["root"] / "features",
-                             embeddings_dir=trained["root"] / "embeddings")
-    assert again.version == "1" and len(client.search_model_versions("name='unisem'")) == 1
+    again = _register(cfg, layout, trained["good"], features_dir=trained["root"] / "features",
+                      embeddings_dir=trained["root"] / "embeddings")
+    assert again.version == "1" and again.reused and len(client.search_model_versions("name='unisem'")) == 1
+    assert mv.tags["pipeline_run_id"] == "run-1"  # the rerun rule reads the registry's tags
 
     histories = [["i0", "i1", "i2"], ["i7"], ["i3", "i9", "i15", "i21", "i27"], [], ["i3", "zzz", "i9"], ["zzz"]]
     script = f"""
@@ -276,10 +287,9 @@ print("RESULT" + json.dumps({{"ids": [list(x) for x in out["item_ids"]], "scores
 
 def test_tampered_artifact_is_rejected_naming_the_file(trained, store):
     from unisem.registry.pyfunc_model import ArtifactIntegrityError
-    from unisem.registry.registration import log_and_register
 
     cfg = trained["cfg"]
-    log_and_register(cfg, _layout(store, "run-t", trained), trained["good"])
+    _register(cfg, _layout(store, "run-t", trained), trained["good"])
     weights = [p for p in (store / "mlartifacts").rglob("weights.safetensors")]
     assert len(weights) == 1
     data = bytearray(weights[0].read_bytes())
@@ -290,15 +300,14 @@ def test_tampered_artifact_is_rejected_naming_the_file(trained, store):
 
 
 def test_a_failed_gate_is_not_registered(trained, store):
-    from unisem.registry.registration import RegistrationError, log_and_register
+    from unisem.registry.registration import RegistrationError
 
     with pytest.raises(RegistrationError, match="quality gate failed"):
-        log_and_register(trained["cfg"], _layout(store, "run-f", trained, verdict="fail"), trained["bad"])
+        _register(trained["cfg"], _layout(store, "run-f", trained, verdict="fail"), trained["bad"])
 
 
 def test_promotion_picks_the_better_model_and_refuses_the_worse(trained, store):
     from unisem.registry.promotion import promote_if_better
-    from unisem.registry.registration import log_and_register
     from unisem.registry.tracking import client as registry_client
     from unisem.registry.tracking import tracking_uri
 
@@ -308,8 +317,8 @@ def test_promotion_picks_the_better_model_and_refuses_the_worse(trained, store):
 
     def register_and_promote(run_id: str, model):
         layout = _layout(store, run_id, trained)
-        reg = log_and_register(cfg, layout, model)
-        return reg, promote_if_better(cfg, features, embeddings, layout=layout), layout
+        reg = _register(cfg, layout, model)
+        return reg, promote_if_better(cfg, features, embeddings, record_dir=layout.registry), layout
 
     reg1, first, _ = register_and_promote("r1", trained["bad"])
     assert first.promoted and first.champion_version is None and "first model" in first.reason
@@ -420,13 +429,12 @@ def test_recommend_stage_through_spark_submit_scores_every_user_with_the_champio
     from unisem.pipeline import cluster, stages
     from unisem.pipeline.spec import make_spec
     from unisem.registry.promotion import promote_if_better
-    from unisem.registry.registration import log_and_register
 
     cfg = trained["cfg"]
     features = trained["root"] / "features"
     layout = _layout(store, "batch-run", trained)
-    reg = log_and_register(cfg, layout, trained["good"], features_dir=features)
-    assert promote_if_better(cfg, features, layout=layout).promoted
+    reg = _register(cfg, layout, trained["good"], features_dir=features)
+    assert promote_if_better(cfg, features, record_dir=layout.registry).promoted
     spec = make_spec("batch-run", None, [*TINY, "orchestration.spark_master=local[1]", "serving.batch_k=4"], store)
     monkeypatch.setattr(cluster, "spark_mode", lambda master: "spark-submit")
     commands = []

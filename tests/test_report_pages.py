@@ -55,10 +55,10 @@ def _night(home: Path, run_id: str, promoted: bool, delta: float, items: float) 
 def _records(layout: RunLayout, promoted: bool) -> None:
     write_record(layout, "validate", {"verdict": "pass", "reasons": [],
                                       "report_path": str(layout.quality / "report.html")}, "t", 12.5)
-    write_record(layout, "gate", {"proceed": True, "verdict": "pass"}, "t", 0.1)
+    write_record(layout, "proceed", {"proceed": True, "verdict": "pass"}, "t", 0.1)
     for s in ("features", "embed", "train"):
         write_record(layout, s, {}, "t", 30.0)
-    write_record(layout, "evaluate", {"headline": {"full/NDCG@10": 0.31, "sampled-99/NDCG@10": 0.6}}, "t", 5.0)
+    write_record(layout, "evaluate", {"metrics": {"full/NDCG@10": 0.31, "sampled-99/NDCG@10": 0.6}}, "t", 5.0)
     write_record(layout, "register", {"model_name": "unisem", "version": "2", "model_uri": "models:/unisem/2",
                                       "mlflow_run_id": "", "tracking_uri": "http://mlflow:5000", "reused": False,
                                       "run_url": "http://mlflow:5000/#/experiments/1/runs/abc",
@@ -106,7 +106,7 @@ def test_summary_of_a_failed_stage_shows_its_error(tmp_path):
     home = tmp_path / "home"
     layout = RunLayout.for_run("r", home)
     write_record(layout, "validate", {"verdict": "pass", "reasons": []}, "t", 1.0)
-    write_record(layout, "gate", {"proceed": True, "verdict": "pass"}, "t", 0.1)
+    write_record(layout, "proceed", {"proceed": True, "verdict": "pass"}, "t", 0.1)
     write_failure(layout, "features", RuntimeError("Spark at spark://m:7077 did not answer <in 60 s>"), "t", 61.0)
     out = stages.report(make_spec("r", home=home))
     page = Path(out["html_path"]).read_text()

@@ -57,7 +57,8 @@ def test_the_model_loads_and_predicts_in_a_virtualenv_built_from_its_own_require
     cfg = load_config(None, [*TINY_MODEL, "evaluation.ks=[10]", "training.max_epochs=2", "training.lr=0.01"])
     model = fit(cfg, data, text, tmp_path / "train")
     layout = RunLayout.for_run("portable", home)
-    log_and_register(cfg, layout, model, features_dir=tmp_path / "features", embeddings_dir=tmp_path / "embeddings")
+    log_and_register(cfg, model, "portable", record_dir=layout.registry, features_dir=tmp_path / "features",
+                     embeddings_dir=tmp_path / "embeddings")
 
     # What the training process itself answers (the pyfunc in this interpreter, where unisem is the repository's).
     here = load_serving("models:/unisem@challenger").predict(None, pd.DataFrame({"history": HISTORIES}), {"k": 5})

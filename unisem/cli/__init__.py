@@ -66,7 +66,8 @@ def add_contract_inputs(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="unisem", description=__doc__.splitlines()[0])
+    # The first docstring line without its reStructuredText literals (argparse prints text as it is).
+    parser = _Parser(prog="unisem", description=__doc__.splitlines()[0].replace("``", ""))
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_parser()
     for name in STAGE_MODULES:

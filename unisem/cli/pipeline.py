@@ -11,7 +11,13 @@ import sys
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("run", parents=[common], help="run the nightly pipeline once through Airflow")
+    from unisem.pipeline.outputs import STAGES
+
+    p = subparsers.add_parser(
+        "run", parents=[common], help="run the nightly pipeline once through Airflow",
+        description="Runs one DAG run (airflow dags test, SQLite metadata under UNISEM_HOME; nothing to start by "
+        "hand) on the configured data, else the demo data, then prints the run summary and where to look. "
+        "Exit status: 0 succeeded, 3 stopped at the quality gate, 1 failed.")
     p.add_argument("--date", default=None,
                    help="logical date (ISO); the same date again overwrites that run (default: now, UTC)")
     p.add_argument("--dag", default="unisem_nightly", choices=("unisem_nightly", "unisem_quality_report"))
@@ -26,8 +32,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_run)
 
     s = subparsers.add_parser("stage", parents=[common], help="run one pipeline stage of a run (Ray Job entry point)")
-    s.add_argument("name", choices=("validate", "gate", "features", "embed", "train", "evaluate", "register",
-                                    "promote", "report"))
+    s.add_argument("name", choices=STAGES)
     s.add_argument("--run-id", required=True, help="the run folder under UNISEM_HOME/runs")
     s.add_argument("--home", default=None, help="UNISEM_HOME of the run (default: $UNISEM_HOME)")
     s.add_argument("--upstream", default=None,
@@ -45,6 +50,7 @@ def _champion(cfg) -> str:
     ``none yet``, or why it could not be asked. A local store that does not exist is not created for this."""
     from pathlib import Path
 
+    from unisem.registry.registration import CHAMPION
     from unisem.registry.tracking import TrackingUnavailable, client, local_artifact_root, tracking_uri
 
     uri = tracking_uri(cfg)
@@ -55,7 +61,7 @@ def _champion(cfg) -> str:
     except TrackingUnavailable as exc:
         return f"unknown ({exc})"
     try:
-        return "version " + str(store.get_model_version_by_alias(cfg.registry.model_name, "champion").version)
+        return "version " + str(store.get_model_version_by_alias(cfg.registry.model_name, CHAMPION).version)
     except Exception as exc:  # noqa: BLE001 - no such model or alias: MLflow raises RESOURCE_DOES_NOT_EXIST
         if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
             return "none yet"
@@ -173,8 +179,10 @@ def _print_summary(summary: dict, layout, cfg, home, config_path: str, log_path)
         for g in promo.get("guardrails") or ():
             state = "no users" if g.get("drop") is None else ("BREACHED" if g.get("breached") else "ok")
             _say(f"    guardrail {g.get('slice')}: {state}")
+    from unisem.registry.registration import CHAMPION
+
     champion = _champion(cfg)
-    _say(f"  champion alias: {cfg.registry.model_name}@champion -> {champion}")
+    _say(f"  champion alias: {cfg.registry.model_name}@{CHAMPION} -> {champion}")
     recs = summary.get("recommendations") or {}
     if recs:
         _say(f"  recommendations: top-K for {recs.get('users')} users by version {recs.get('model_version')}"

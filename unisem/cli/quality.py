@@ -21,10 +21,11 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     from unisem.cli import config_from_args
-    from unisem.quality.gate import run_gate
+    from unisem.quality.gate import gate_reasons, run_gate
 
     cfg = config_from_args(args)
     # Every path absolute before Spark starts, so nothing fails late on a relative one.
@@ -33,21 +34,9 @@ def _validate(args: argparse.Namespace) -> int:
     crossed = [c for c in result.checks if not c.passed]
     print(f"quality gate: {result.verdict.upper()} ({len(crossed)} thresholds crossed, "
           f"{len(result.expectations_failed)} expectations failed)")
-    for c in sorted(crossed, key=lambda c: c.severity != "fail"):
-        print(f"  {c.severity}: quality.{c.check} observed {c.observed:.6g}, threshold {c.threshold:g}"
-              + _examples(result.offenders.get(c.check)))
-    for f in result.expectations_failed:
-        severity = "fail" if f["severity"] == "critical" else "warn"
-        print(f"  {severity}: expectation {f['suite']}/{f['expectation']} ({f['unexpected_count']} rows)"
-              + _examples(result.offenders.get(f["expectation"])))
+    for reason in gate_reasons(json.loads(Path(result.verdict_path).read_text()), examples=True):
+        print(f"  {reason}")
     if result.baseline:
         print(f"baseline: {result.baseline['note']}")
     print(f"verdict: {result.verdict_path}\nreport:  {result.report_path}")
     return result.exit_code
-
-
-def _examples(rows) -> str:
-    if not rows:
-        return ""
-    key = "user_id" if "user_id" in rows[0] else "item_id"
-    return f"; e.g. {key} " + ", ".join(repr(r[key]) for r in rows[:3])

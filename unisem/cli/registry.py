@@ -1,9 +1,7 @@
-"""``unisem register`` and ``unisem promote`` (the MLflow registry), plus two extensions of ``unisem train``
-and ``unisem recommend``: ``train --ray`` trains on Ray Train, and ``recommend --model models:/<name>@<alias>``
-serves a registered model.
-
-The extensions hook into the parsers that ``unisem.cli.train`` registered earlier (this module comes later
-in ``STAGE_MODULES``), so that module stays about in-process training and local model folders.
+"""``unisem register``, ``unisem promote`` and ``unisem recommend-all`` (the MLflow registry), and the
+registry side of two commands of ``unisem.cli.train``: ``train --ray`` (``run_train_ray``) and
+``recommend --model models:/<name>@<alias>`` (``run_recommend_registered``), which that module's handlers
+call by name.
 """
 from __future__ import annotations
 
@@ -18,7 +16,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "register", parents=[common], help="log a trained model to MLflow and register it (alias challenger)"
     )
-    p.add_argument("--run", required=True, help="pipeline run id: reads <UNISEM_HOME>/runs/<run>/...")
+    p.add_argument("--run", required=True, help="pipeline run id: reads <UNISEM_HOME>/runs/<run>/...; one "
+                   "version per run id (a rerun with the same model reuses it)")
     p.add_argument("--training", type=Path, help="training folder (default: the run's training/)")
     p.add_argument("--features", type=Path, help="features folder (default: the run's features/)")
     p.add_argument("--embeddings", type=Path, help="embeddings folder (default: the run's embeddings/)")
@@ -43,24 +42,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     b.add_argument("--published", type=Path, help="also copy the output here (the stable location readers use)")
     b.set_defaults(handler=run_recommend_all)
 
-    _extend_train(subparsers)
-
-
-def _extend_train(subparsers) -> None:
-    choices = getattr(subparsers, "choices", {})
-    train = choices.get("train")
-    if train is not None:
-        train.add_argument("--ray", action="store_true", help="train on Ray Train (training.num_workers workers)")
-        in_process = train.get_default("handler")
-        train.set_defaults(handler=lambda args: run_train_ray(args) if args.ray else in_process(args))
-    recommend = choices.get("recommend")
-    if recommend is not None:
-        local = recommend.get_default("handler")
-        recommend.set_defaults(
-            handler=lambda args: run_recommend_registered(args)
-            if str(args.model).startswith(REGISTRY_URI_PREFIX)
-            else local(args)
-        )
 
 
 def _train_result(training: Path):
@@ -76,16 +57,22 @@ def _train_result(training: Path):
     return TrainResult(model_dir, int(loop.get("best_epoch", 0)), dict(loop.get("best_metrics", {})), list(loop.get("history", [])))
 
 
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
+
+
 def run_register(args: argparse.Namespace) -> int:
     from unisem.cli import config_from_args
     from unisem.home import RunLayout
     from unisem.registry.registration import log_and_register
 
     cfg = config_from_args(args)
-    layout = RunLayout.for_run(args.run)
+    layout = RunLayout.for_run(args.run)  # the CLI names the run folder's paths; the library is given them
     result = log_and_register(
-        cfg, layout, _train_result(args.training or layout.training), features_dir=args.features,
-        embeddings_dir=args.embeddings,
+        cfg, _train_result(args.training or layout.training), args.run, record_dir=layout.registry,
+        features_dir=args.features or layout.features, embeddings_dir=args.embeddings or layout.embeddings,
+        metrics_path=_existing(layout.evaluation / "metrics.json"), plots_dir=layout.evaluation,
+        verdict_path=_existing(layout.quality / "verdict.json"),
     )
     print(json.dumps(result._asdict(), indent=2, sort_keys=True))
     return 0
@@ -97,8 +84,9 @@ def run_promote(args: argparse.Namespace) -> int:
     from unisem.registry.promotion import promote_if_better
 
     cfg = config_from_args(args)
-    layout = RunLayout.for_run(args.run) if args.run else None
-    decision = promote_if_better(cfg, args.features, args.embeddings, layout=layout, challenger_version=args.version)
+    record_dir = RunLayout.for_run(args.run).registry if args.run else None
+    decision = promote_if_better(cfg, args.features, args.embeddings, record_dir=record_dir,
+                                 challenger_version=args.version)
     print(json.dumps(decision._asdict(), indent=2, sort_keys=True))
     return 0
 

@@ -1,7 +1,8 @@
 """``unisem train`` (fit a model on a features folder and its text embeddings) and ``unisem recommend``.
 
-``add_train_arguments`` is separate from ``register`` so another module can extend the same parser (the
-Ray team adds ``--ray``) without editing this one.
+``train --ray`` trains on Ray Train and ``recommend --model models:/<name>@<alias>`` serves a registered
+model: both are handled by ``unisem.cli.registry``, called from the handlers here, so each parser is
+defined in one place.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embeddings", required=True, type=Path, help="text embeddings folder (unisem embed)")
     p.add_argument("--out", required=True, type=Path, help="training folder: model/ and checkpoint/ go here")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint if it exists")
+    p.add_argument("--ray", action="store_true", help="train on Ray Train (training.num_workers workers)")
 
 
 def add_recommend_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, help="model folder (<training out>/model)")
+    p.add_argument("--model", required=True, type=Path,
+                   help="model folder (<training out>/model), or a registered model: models:/<name>@<alias>")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="a user id from --features; recommends after the user's whole history")
     who.add_argument("--history", help="comma-separated item ids, oldest first")
@@ -36,6 +39,10 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.ray:
+        from unisem.cli.registry import run_train_ray
+
+        return run_train_ray(args)
     from unisem.cli import config_from_args
     from unisem.data.dataset import load_features
     from unisem.text.embeddings import load_item_embeddings
@@ -55,6 +62,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
+    from unisem.cli.registry import REGISTRY_URI_PREFIX, run_recommend_registered
+
+    if str(args.model).startswith(REGISTRY_URI_PREFIX):
+        return run_recommend_registered(args)
     import numpy as np
     import torch
 

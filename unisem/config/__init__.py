@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from unisem.config.loader import ConfigError, build, parse_override, read_yaml, set_dotted, to_dict, to_json
 from unisem.config.schema import (
@@ -22,19 +22,22 @@ from unisem.config.schema import (
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> UnisemConfig:
-    """Read ``path`` (default: the built-in defaults) and apply ``key=value`` overrides in order.
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
+                values: Mapping[str, Any] | None = None) -> UnisemConfig:
+    """Read ``path`` (default: the built-in defaults), apply ``key=value`` overrides in order, then ``values``.
 
-    Between the two, the service addresses the environment sets (``unisem.config.services``) replace the
-    file's; an empty override of one of them is "not given" and leaves what the environment or file said.
+    Between the file and the overrides, the service addresses the environment sets
+    (``unisem.config.services``) replace the file's; an empty override of one of them is "not given" and
+    leaves what the environment or file said. ``values`` (dotted key -> value, e.g. the DAG's path params)
+    are set as they are, never parsed: the typed channel for what must arrive verbatim.
     """
     from unisem.config.services import environment_values, is_empty_service_override
 
     tree: dict[str, Any] = read_yaml(path) if path else {}
     for key, value in environment_values().items():
         set_dotted(tree, key, value)
-    for text in overrides:
-        key, value = parse_override(text)
+    given = [parse_override(text, UnisemConfig) for text in overrides]
+    for key, value in [*given, *(values or {}).items()]:
         if is_empty_service_override(key, value):
             continue
         set_dotted(tree, key, value)

@@ -144,14 +144,39 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as YAML, so ``training.lr=0.01`` is a float and ``x=[1,2]`` a list."""
+def field_type(cls: type, dotted: str) -> Any:
+    """The annotation of the dotted key ``dotted`` in dataclass ``cls`` (None when there is no such key)."""
+    tp: Any = cls
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _quoted(text: str) -> bool:
+    return len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+
+
+def parse_override(text: str, schema: type | None = None) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML, so ``training.lr=0.01`` is a float and ``x=[1,2]`` a list.
+
+    With ``schema`` (the config dataclass), a key whose setting is a plain string (a path, an address, a
+    name) takes the text as it is, only trimmed, unless it is quoted: YAML would read ``shop #2/c.parquet``
+    as ``shop`` (the rest a comment) and ``a: b.parquet`` as a mapping, and a path must never change
+    on its way in.
+    """
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, for example training.lr=0.001")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
         raise ConfigError(f"override {text!r}: the key is empty")
+    if schema is not None and field_type(schema, key) is str and not _quoted(raw.strip()):
+        return key, raw.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:

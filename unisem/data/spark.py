@@ -36,8 +36,14 @@ def spark_session(master: str | None = None, app: str = "unisem"):
 
     Spark allows one session per process; a second call returns the first one (its master is kept).
     """
+    import logging
+
     from pyspark.sql import SparkSession
 
+    # py4j logs every connection it closes at INFO, also from ``__del__`` while the interpreter shuts down,
+    # when a handler installed earlier (Airflow's, on the root logger at INFO) may hold a closed stream:
+    # a "--- Logging error ---" traceback after a finished run. Its warnings and errors still show.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     builder = SparkSession.builder
     if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # under spark-submit its --name (the job's name) stands
         builder = builder.appName(app)

@@ -1,17 +1,23 @@
 """The run parameters of the DAGs, defined once: ``spec.spec_from_context`` reads these same names.
 
-Imported by the DAG files only (it needs Airflow's SDK); defaults that name services come from the
-deployment's environment (docker/docker-compose.yml sets them), an empty value leaves the config's.
+Called by the DAG files only: Airflow's SDK is imported when ``run_params`` is called, never by importing
+this module, so the library (and ``spec.py``, which maps these names onto config keys) does not need
+Airflow installed. Defaults that name services come from the deployment's environment
+(docker/docker-compose.yml sets them), an empty value leaves the config's.
 """
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from airflow.sdk import Param
+if TYPE_CHECKING:
+    from airflow.sdk import Param
 
 
-def run_params(*names: str) -> dict[str, Param]:
+def run_params(*names: str) -> dict[str, "Param"]:
     """Fresh ``Param`` objects for ``names`` (all of them when none is given), in a stable order."""
+    from airflow.sdk import Param
+
     env = os.environ.get
     params = {
         "config_file": Param(env("UNISEM_CONFIG", ""), type="string", description="unisem YAML config (empty: built-in defaults)"),

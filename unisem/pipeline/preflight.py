@@ -130,10 +130,11 @@ def services(cfg: UnisemConfig) -> list[tuple[str, str, int]]:
 def preflight(config_path: str | None, overrides: Sequence[str], params: Mapping[str, object] | None = None,
               timeout: float = DEFAULT_TIMEOUT_S, need_services: bool = True) -> PreflightResult:
     """Check what the run ``config_path`` + ``overrides`` + DAG ``params`` would use; raise on the first problem."""
-    from unisem.pipeline.spec import overrides_from_params
+    from unisem.pipeline.spec import overrides_from_params, values_from_params
 
     started = time.perf_counter()
-    cfg = load_config(config_path or None, (*overrides, *overrides_from_params(dict(params or {}))))
+    params = dict(params or {})
+    cfg = load_config(config_path or None, (*overrides, *overrides_from_params(params)), dict(values_from_params(params)))
     catalog, interactions = cfg.data.catalog.strip(), cfg.data.interactions.strip()
     inputs = None
     if bool(catalog) != bool(interactions):

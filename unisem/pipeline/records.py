@@ -19,15 +19,11 @@ from typing import Any, Callable, Mapping, TypeVar
 from unisem.atomic import write_text_atomic
 from unisem.data.contract import InputError
 from unisem.home import RunLayout
+from unisem.pipeline.outputs import STAGES
 
 # Errors that no retry can fix: bad or missing input, degenerate data. Inside an Airflow task they fail the
 # task at once (AirflowFailException) instead of spending its retries; anywhere else they propagate as is.
 NOT_RETRIED: tuple[type[BaseException], ...] = (InputError, FileNotFoundError)
-
-# The nightly DAG's tasks, in order; the report reads the records of all but itself.
-STAGES: tuple[str, ...] = (
-    "validate", "gate", "features", "embed", "train", "evaluate", "register", "promote", "recommend", "report",
-)
 
 T = TypeVar("T", bound=Mapping[str, Any])
 

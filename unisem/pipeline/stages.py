@@ -1,34 +1,35 @@
 """The nightly pipeline, one function per Airflow task.
 
-Each stage takes a ``RunSpec`` (run id, config file, overrides, home) and the small dicts its upstream stages
-returned, calls the stage library (or submits a cluster job when the config names a cluster), writes its
-outputs under ``RunLayout.for_run(run_id)`` and returns a small JSON-able dict of paths and URIs: tasks pass
-paths, never data. Every stage records its result (or its error) in ``layout.pipeline`` so the report can
-explain the run whatever happened to it.
+Each stage takes a ``RunSpec`` (run id, config file, overrides, home) and the typed outputs its upstream
+stages returned (``unisem.pipeline.outputs``), calls the stage library (or submits a cluster job when the
+config names a cluster) with explicit paths taken from those outputs, writes its own outputs under
+``RunLayout.for_run(run_id)`` and returns its typed record of paths and URIs: tasks pass paths, never data,
+and no library re-derives a path from the layout. Every stage records its result (or its error) in
+``layout.pipeline`` so the report can explain the run whatever happened to it.
 
 Reruns: the run id comes from the logical date, so running a date again overwrites that date's folders
 (every library stage writes atomically), and ``register`` keeps exactly one model version per run id: the
-rerun's own model (the earlier version is reused when the bytes match, else replaced).
+rerun's own model (``unisem.registry.registration`` says how).
 """
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from unisem.atomic import atomic_dir, write_text_atomic
 from unisem.config import UnisemConfig, to_dict
-from unisem.home import RunLayout, demo_data_dir, embedding_cache_dir
+from unisem.home import RunLayout, embedding_cache_dir
 from unisem.pipeline import cluster
+from unisem.pipeline.outputs import Embedded, Evaluated, Featured, Proceeding, Registered, Trained, Validated
 from unisem.pipeline.records import STAGES, clear_records, read_records, recorded
 from unisem.pipeline.spec import RunSpec
 from unisem.progress import say
 from unisem.pipeline.summary import COMPARE_PAGE, build_summary, render_html, render_markdown
 
-# The MLflow model-version tag that ties a registered version to the pipeline run that produced it.
-RUN_ID_TAG = "pipeline_run_id"
 PROCEED_VERDICTS = ("pass", "warn")
+T = TypeVar("T", bound=Mapping[str, Any])
 
 
 class StageError(RuntimeError):
@@ -43,6 +44,23 @@ def _need(upstream: Mapping[str, Any], key: str, stage: str) -> Any:
     if key not in upstream or upstream[key] in (None, ""):
         raise StageError(f"{stage}: the upstream output {key!r} is missing (got keys: {', '.join(upstream) or 'none'})")
     return upstream[key]
+
+
+def _path(upstream: Mapping[str, Any], key: str, stage: str) -> Path:
+    return Path(_need(upstream, key, stage))
+
+
+def _maybe_path(upstream: Mapping[str, Any], key: str) -> Path | None:
+    value = upstream.get(key)
+    return Path(value) if value else None
+
+
+def _stage(name: str, spec: RunSpec | Mapping[str, Any],
+           body: Callable[[RunSpec, UnisemConfig, RunLayout], T]) -> T:
+    """Run one stage's ``body(spec, config, layout)`` under its record (a bad config is recorded too)."""
+    spec = _spec(spec)
+    layout = spec.layout()
+    return recorded(layout, name, lambda: body(spec, spec.config(), layout))
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -67,35 +85,6 @@ def resolve_inputs(cfg: UnisemConfig, home: Path) -> tuple[Path, Path]:
     return paths
 
 
-def gate_reasons(verdict: Mapping[str, Any]) -> list[str]:
-    """Why the gate decided what it did: each check that tripped (its worst level only), failures first.
-
-    Reads the ``checks`` of unisem.quality's verdict.json: ``{check, measure, severity, threshold, observed,
-    passed}`` per threshold level, ``max_*`` checks tripping above the threshold and ``min_*`` below it.
-    """
-    worst: dict[str, Mapping[str, Any]] = {}
-    for check in verdict.get("checks") or ():
-        if not isinstance(check, Mapping) or check.get("passed", True):
-            continue
-        name = str(check.get("check"))
-        if name not in worst or (check.get("severity") == "fail" and worst[name].get("severity") != "fail"):
-            worst[name] = check
-    out: list[tuple[int, str]] = []
-    for name, check in worst.items():
-        severity = str(check.get("severity"))
-        observed, threshold = check.get("observed"), check.get("threshold")
-        side = "below the minimum" if name.startswith("min_") else "above the maximum"
-        shown = f"{observed:.4g}" if isinstance(observed, (int, float)) else str(observed)
-        out.append((0 if severity == "fail" else 1,
-                    f"{severity}: {check.get('measure', name)} = {shown}, {side} {threshold} ({name})"))
-    for failure in verdict.get("expectations_failed") or ():  # failed Great Expectations count by severity
-        if isinstance(failure, Mapping):
-            severity = "fail" if failure.get("severity") == "critical" else "warn"
-            out.append((0 if severity == "fail" else 1, f"{severity}: expectation {failure.get('suite')}/"
-                        f"{failure.get('expectation')} failed on {failure.get('unexpected_count')} rows"))
-    return [text for _, text in sorted(out, key=lambda x: x[0])]
-
-
 def _read_verdict(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
@@ -112,17 +101,17 @@ def _spark_timeouts(cfg: UnisemConfig) -> dict[str, float]:
     return {"timeout_s": t.spark_submit_s, "connect_timeout_s": t.service_connect_s}
 
 
-def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
+def validate(spec: RunSpec | Mapping[str, Any]) -> Validated:
     """Resolve the input data and run the quality gate (Great Expectations on Spark) over it.
 
     As the first stage of a run it clears the run's stage records, so a rerun reports only itself.
     """
     spec = _spec(spec)
-    layout = spec.layout()
-    clear_records(layout)
+    clear_records(spec.layout())
 
-    def body() -> dict[str, Any]:
-        cfg = spec.config()
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> Validated:
+        from unisem.quality.gate import REPORT_FILE, VERDICT_FILE, gate_reasons
+
         home = Path(spec.home)
         write_effective_config(spec)
         catalog, interactions = resolve_inputs(cfg, home)
@@ -132,7 +121,7 @@ def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
             result = run_gate(cfg, catalog, interactions, layout.quality, home=home)
             verdict_path, report_path = Path(result.verdict_path), Path(result.report_path)
         else:
-            # jobs/validate.py = `unisem validate`: exit 3 is a failed verdict, which the gate stage handles.
+            # jobs/validate.py = `unisem validate`: exit 3 is a failed verdict, which the proceed stage handles.
             cluster.spark_submit(
                 cfg.orchestration.spark_master,
                 "validate.py",
@@ -142,7 +131,7 @@ def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
                 ok_codes=(0, 3),
                 **_spark_timeouts(cfg),
             )
-            verdict_path, report_path = layout.quality / "verdict.json", layout.quality / "report.html"
+            verdict_path, report_path = layout.quality / VERDICT_FILE, layout.quality / REPORT_FILE
         verdict = _read_verdict(verdict_path)
         reasons = gate_reasons(verdict)
         say(__name__, f"quality gate: {verdict['verdict']}" + (f" ({len(reasons)} checks tripped)" if reasons else ""))
@@ -158,19 +147,24 @@ def validate(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
             "report_path": str(report_path),
         }
 
-    return recorded(layout, "validate", body)
+    return _stage("validate", spec, body)
 
 
-def gate(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any]:
-    """Decide whether the run goes on: a ``fail`` verdict stops it before any training."""
-    spec = _spec(spec)
+def proceed(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) -> Proceeding:
+    """Decide whether the run goes on: a ``fail`` verdict stops it before any training.
 
-    def body() -> dict[str, Any]:
-        verdict = _need(validated, "verdict", "gate")
-        proceed = verdict in PROCEED_VERDICTS
-        return {"proceed": proceed, "verdict": verdict, "reasons": list(validated.get("reasons") or ())}
+    A stage of its own rather than part of ``validate``: in the DAG it is the short-circuit, whose return
+    value is only its truth (a false one skips everything downstream, visibly), while ``validate`` must hand
+    its typed outputs (the input and verdict paths) to ``features``; and validate retries Spark failures,
+    which this decision never needs. Named for what it answers: does the run proceed on this verdict.
+    """
 
-    return recorded(spec.layout(), "gate", body)
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> Proceeding:
+        verdict = _need(validated, "verdict", "proceed")
+        return {"proceed": verdict in PROCEED_VERDICTS, "verdict": verdict,
+                "reasons": list(validated.get("reasons") or ())}
+
+    return _stage("proceed", spec, body)
 
 
 def previous_features(home: Path, run_id: str) -> Path | None:
@@ -183,15 +177,11 @@ def previous_features(home: Path, run_id: str) -> Path | None:
     return RunLayout(runs / earlier[-1]).features if earlier else None
 
 
-def features(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) -> dict[str, Any]:
+def features(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) -> Featured:
     """Id vocabularies, per-user sequences and splits, item texts (Spark) -> ``layout.features``."""
-    spec = _spec(spec)
-    layout = spec.layout()
 
-    def body() -> dict[str, Any]:
-        cfg = spec.config()
-        catalog = Path(_need(validated, "catalog", "features"))
-        interactions = Path(_need(validated, "interactions", "features"))
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> Featured:
+        catalog, interactions = _path(validated, "catalog", "features"), _path(validated, "interactions", "features")
         previous = previous_features(Path(spec.home), spec.run_id)
         if cluster.spark_mode(cfg.orchestration.spark_master) == "library":
             from unisem.data.features import build_features
@@ -207,33 +197,32 @@ def features(spec: RunSpec | Mapping[str, Any], validated: Mapping[str, Any]) ->
         manifest = out / "manifest.json"
         counts = json.loads(manifest.read_text()) if manifest.exists() else {}
         return {"features_dir": str(out), "previous": str(previous) if previous else None,
-                "items": counts.get("items"), "users": counts.get("users")}
+                "items": counts.get("items"), "users": counts.get("users"),
+                "verdict_path": validated.get("verdict_path")}
 
-    return recorded(layout, "features", body)
+    return _stage("features", spec, body)
 
 
-def embed(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any]) -> dict[str, Any]:
+def embed(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any]) -> Embedded:
     """Text embeddings of every item (cached per text and encoder) -> ``layout.embeddings``."""
-    spec = _spec(spec)
-    layout = spec.layout()
 
-    def body() -> dict[str, Any]:
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> Embedded:
         from unisem.data.dataset import read_item_texts
         from unisem.text.embeddings import embed_item_texts
 
-        cfg = spec.config()
-        features_dir = Path(_need(featured, "features_dir", "embed"))
+        features_dir = _path(featured, "features_dir", "embed")
         out = embed_item_texts(read_item_texts(features_dir).texts, layout.embeddings, cfg.text,
                                cache_dir=embedding_cache_dir(Path(spec.home)), features_dir=features_dir)
         return {"embeddings_dir": str(out)}
 
-    return recorded(layout, "embed", body)
+    return _stage("embed", spec, body)
 
 
 HISTORY_FILE = "history.json"
 
 
-def _train_outputs(result: Any, history_path: Path) -> dict[str, Any]:
+def _train_outputs(result: Any, history_path: Path, features_dir: Path, embeddings_dir: Path,
+                   verdict_path: Path | None, tracking_run_id: str | None) -> Trained:
     """The per-epoch history goes to a file (it outgrows an XCom); downstream stages get its path."""
     write_text_atomic(history_path, json.dumps([dict(h) for h in result.history], indent=1, default=float))
     return {
@@ -242,64 +231,50 @@ def _train_outputs(result: Any, history_path: Path) -> dict[str, Any]:
         "best_metrics": {k: float(v) for k, v in dict(result.best_metrics).items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)},
         "history_path": str(history_path),
+        "features_dir": str(features_dir),
+        "embeddings_dir": str(embeddings_dir),
+        "verdict_path": str(verdict_path) if verdict_path is not None else None,
+        "tracking_run_id": tracking_run_id,
     }
 
 
 def read_history(trained: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The training history of a train stage's outputs: inline (older records) or from ``history_path``."""
-    if trained.get("history"):
-        return [dict(h) for h in trained["history"]]
-    path = trained.get("history_path")
-    if not path:
-        return []
+    """The training history of a train stage's outputs, from the file at ``history_path``."""
+    path = _path(trained, "history_path", "read the training history")
     try:
-        return list(json.loads(Path(path).read_text()))
+        return list(json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError) as exc:
         raise StageError(f"{path}: cannot read the training history: {exc}") from exc
 
 
-def _train_library(cfg: UnisemConfig, spec: RunSpec, features_dir: Path, embeddings_dir: Path) -> dict[str, Any]:
-    """Train under an MLflow run started now, epochs logged into it live; registration finishes the run."""
-    from unisem.registry.tracking import EpochMetrics, finish_run, log_run_inputs, start_training_run, tracking_uri
+def _train_library(cfg: UnisemConfig, spec: RunSpec, features_dir: Path, embeddings_dir: Path,
+                   verdict_path: Path | None) -> Trained:
+    """Train under a tracking run started now, epochs logged into it live; registration finishes the run."""
+    from unisem.registry.tracking import live_training_run
     from unisem.train.ray_trainer import train_with_ray
 
     layout = spec.layout()
-    try:
-        run_id: str | None = start_training_run(cfg, spec.run_id, {RUN_ID_TAG: spec.run_id})
-        verdict = layout.quality / "verdict.json"
-        log_run_inputs(cfg, run_id, features_dir, verdict if verdict.exists() else None)
-    except Exception as exc:  # noqa: BLE001 - MLflow down: train anyway; register makes the run (or says why)
-        say(__name__, f"train: no live MLflow run at {tracking_uri(cfg)} ({type(exc).__name__}: {exc}); "
-                      "the history is logged at registration")
-        run_id = None
-    try:
-        result = train_with_ray(cfg, features_dir, embeddings_dir, layout.training,
-                                on_epoch=EpochMetrics(tracking_uri(cfg), run_id) if run_id else None)
-    except BaseException:
-        if run_id:
-            finish_run(cfg, run_id, "FAILED")
-        raise
-    return {**_train_outputs(result, layout.training / HISTORY_FILE), "mlflow_run_id": run_id}
+    with live_training_run(cfg, spec.run_id, features_dir, verdict_path) as (run_id, on_epoch):
+        result = train_with_ray(cfg, features_dir, embeddings_dir, layout.training, on_epoch=on_epoch)
+    return _train_outputs(result, layout.training / HISTORY_FILE, features_dir, embeddings_dir, verdict_path, run_id)
 
 
-def train(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedded: Mapping[str, Any]) -> dict[str, Any]:
+def train(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedded: Mapping[str, Any]) -> Trained:
     """Ray Train (local instance, or a Ray Job on the cluster at orchestration.ray_address) -> the model folder."""
-    spec = _spec(spec)
-    layout = spec.layout()
 
-    def body() -> dict[str, Any]:
-        cfg = spec.config()
-        features_dir = Path(_need(featured, "features_dir", "train"))
-        embeddings_dir = Path(_need(embedded, "embeddings_dir", "train"))
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> Trained:
+        features_dir = _path(featured, "features_dir", "train")
+        embeddings_dir = _path(embedded, "embeddings_dir", "train")
+        verdict_path = _maybe_path(featured, "verdict_path")
         if cluster.ray_mode(cfg.orchestration.ray_address) == "library":
-            return _train_library(cfg, spec, features_dir, embeddings_dir)
+            return _train_library(cfg, spec, features_dir, embeddings_dir, verdict_path)
         # On the cluster the same stage runs as the Ray Job's entry point; an explicit ray_address (flag, DAG
         # param) is dropped there, so the job's driver joins the cluster it runs in through the RAY_ADDRESS Ray
         # sets for it (host:port, never the dashboard URL). Its record is the result.
-        job_spec = spec._replace(overrides=tuple(o for o in spec.overrides
-                                                 if not o.strip().startswith("orchestration.ray_address=")))
-        entry = ["unisem", "stage", "train", *job_spec.cli_args(),
-                 "--upstream", json.dumps({"features_dir": str(features_dir), "embeddings_dir": str(embeddings_dir)})]
+        job_spec = spec.without("orchestration.ray_address")
+        upstream = {"features_dir": str(features_dir), "embeddings_dir": str(embeddings_dir),
+                    "verdict_path": str(verdict_path) if verdict_path else None}
+        entry = ["unisem", "stage", "train", *job_spec.cli_args(), "--upstream", json.dumps(upstream)]
         timeouts = cfg.orchestration.timeouts
         job_id = cluster.submit_ray_job(cfg.orchestration.ray_address, entry, name=f"unisem-train-{spec.run_id}",
                                         env={"UNISEM_HOME": spec.home}, log_path=layout.pipeline / "logs" / "train.log",
@@ -310,142 +285,72 @@ def train(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedd
             raise StageError(f"Ray job {job_id} finished but wrote no train result in {layout.pipeline}")
         return {**record["outputs"], "ray_job_id": job_id}
 
-    return recorded(layout, "train", body)
+    return _stage("train", spec, body)
 
 
-def headline_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """``{"full/NDCG@10": ..., "sampled-99/HR@10": ...}`` from an evaluation report's protocol tables."""
-    protocols = report.get("protocols") if isinstance(report.get("protocols"), Mapping) else report
-    out: dict[str, float] = {}
-    for protocol, metrics in protocols.items():
-        if not isinstance(metrics, Mapping):
-            continue
-        for name, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[f"{protocol}/{name}"] = float(value)
-    return out
-
-
-def evaluate(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], trained: Mapping[str, Any]) -> dict[str, Any]:
+def evaluate(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], trained: Mapping[str, Any]) -> Evaluated:
     """Full ranking + sampled-99 + slices + diagnostics on the test split -> ``layout.evaluation``."""
-    spec = _spec(spec)
-    layout = spec.layout()
 
-    def body() -> dict[str, Any]:
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> Evaluated:
         from unisem.evaluate.saved_model import evaluate_model_dir
 
-        cfg = spec.config()
-        report = evaluate_model_dir(Path(_need(trained, "model_dir", "evaluate")),
-                                    Path(_need(featured, "features_dir", "evaluate")), cfg, split="test",
-                                    out_dir=layout.evaluation, history=read_history(trained))
-        return {"metrics_path": str(layout.evaluation / "metrics.json"), "headline": headline_metrics(report)}
+        report = evaluate_model_dir(_path(trained, "model_dir", "evaluate"), _path(featured, "features_dir", "evaluate"),
+                                    cfg, split="test", out_dir=layout.evaluation, history=read_history(trained))
+        return {"metrics_path": str(layout.evaluation / "metrics.json"), "evaluation_dir": str(layout.evaluation),
+                "metrics": dict(report["metrics"])}
 
-    return recorded(layout, "evaluate", body)
-
-
-def find_registered(cfg: UnisemConfig, run_id: str) -> list[dict[str, Any]]:
-    """The model versions registered for this pipeline run id (the rerun guard), oldest first.
-
-    A tracking server that cannot be reached raises (``TrackingUnavailable``): an outage is never read as
-    "not registered", which would register a duplicate once the server is back.
-    """
-    from unisem.registry.tracking import TrackingUnavailable, client, tracking_uri
-
-    uri = tracking_uri(cfg)
-    store = client(cfg)  # checks that an HTTP tracking server answers, with the configured timeouts
-    try:
-        versions = store.search_model_versions(f"name='{cfg.registry.model_name}'")
-    except Exception as exc:  # noqa: BLE001 - MlflowException and requests' errors alike mean "no answer"
-        raise TrackingUnavailable(f"MLflow at {uri}: cannot list the versions of {cfg.registry.model_name!r} "
-                                  f"to check for run {run_id}: {exc}") from exc
-    found = [mv for mv in versions if (mv.tags or {}).get(RUN_ID_TAG) == run_id]
-    return [{"model_name": mv.name, "version": str(mv.version), "model_uri": f"models:/{mv.name}/{mv.version}",
-             "mlflow_run_id": mv.run_id, "tracking_uri": uri, "model_sha256": (mv.tags or {}).get("model_sha256")}
-            for mv in sorted(found, key=lambda mv: int(mv.version))]
+    return _stage("evaluate", spec, body)
 
 
-def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], evaluated: Mapping[str, Any]) -> dict[str, Any]:
-    """Log the run to MLflow and register the model as a new version with alias ``challenger``.
+def register(spec: RunSpec | Mapping[str, Any], trained: Mapping[str, Any], evaluated: Mapping[str, Any]) -> Registered:
+    """Log the run to MLflow and register the model as a new version with alias ``challenger``: one version
+    per pipeline run id (``unisem.registry.registration.log_and_register``), every input from upstream."""
 
-    One version per pipeline run id, and it is the model this run's metrics describe: a rerun whose model
-    has the same bytes (sha256) as the version registered for the run id reuses it; a rerun whose model
-    differs registers it and deletes the run id's earlier version (aliases on it go with it, so ``promote``
-    decides afresh). The tracking server is checked first, so an outage fails here with nothing written.
-    """
-    spec = _spec(spec)
-    layout = spec.layout()
-
-    def body() -> dict[str, Any]:
-        import mlflow
-
-        from unisem.registry.registration import log_and_register
-        from unisem.registry.tracking import client
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> Registered:
+        from unisem.registry.registration import log_and_register, registration_outputs
         from unisem.train import TrainResult
 
-        cfg = spec.config()
-        _need(evaluated, "metrics_path", "register")
-        existing = find_registered(cfg, spec.run_id)
-        train_out = dict(trained)
-        if "history" not in train_out and "history_path" not in train_out:  # an older DAG's stripped XCom
-            recorded_train = read_records(layout).get("train") or {}
-            train_out = {**(recorded_train.get("outputs") or {}), **train_out}
-        result = TrainResult(model_dir=Path(_need(train_out, "model_dir", "register")),
-                             best_epoch=int(train_out.get("best_epoch", 0)),
-                             best_metrics=dict(train_out.get("best_metrics") or {}),
-                             history=read_history(train_out))
-        started = train_out.get("mlflow_run_id")
-        reg = log_and_register(cfg, layout, result, run_id=started)
-        store = client(cfg)
-        uri = mlflow.get_tracking_uri()
-        name = cfg.registry.model_name
-        store.set_model_version_tag(name, str(reg.version), RUN_ID_TAG, spec.run_id)
-        reused = any(e["version"] == str(reg.version) for e in existing)
-        if started and started != reg.run_id:
-            from unisem.registry.tracking import finish_run
+        result = TrainResult(model_dir=_path(trained, "model_dir", "register"),
+                             best_epoch=int(trained.get("best_epoch", 0)),
+                             best_metrics=dict(trained.get("best_metrics") or {}),
+                             history=read_history(trained))
+        reg = log_and_register(
+            cfg, result, spec.run_id, record_dir=layout.registry,
+            features_dir=_maybe_path(trained, "features_dir"), embeddings_dir=_maybe_path(trained, "embeddings_dir"),
+            metrics_path=_path(evaluated, "metrics_path", "register"),
+            plots_dir=_maybe_path(evaluated, "evaluation_dir"), verdict_path=_maybe_path(trained, "verdict_path"),
+            run_id=trained.get("tracking_run_id") or None,
+        )
+        return registration_outputs(cfg, reg)
 
-            finish_run(cfg, str(started), "KILLED")  # a retrained rerun whose identical model is already registered
-        replaced = [e["version"] for e in existing if e["version"] != str(reg.version)]
-        for version in replaced:
-            store.delete_model_version(name, version)
-        from unisem.registry.tracking import model_version_url, run_url
-
-        experiment_id = store.get_run(reg.run_id).info.experiment_id
-        return {"model_name": name, "version": str(reg.version), "model_uri": reg.model_uri,
-                "mlflow_run_id": reg.run_id, "tracking_uri": uri, "reused": reused, "replaced": replaced,
-                "run_url": run_url(uri, experiment_id, reg.run_id),
-                "version_url": model_version_url(uri, name, str(reg.version))}
-
-    return recorded(layout, "register", body)
+    return _stage("register", spec, body)
 
 
-def promote(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], registered: Mapping[str, Any]) -> dict[str, Any]:
+def promote(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], embedded: Mapping[str, Any],
+            registered: Mapping[str, Any]) -> dict[str, Any]:
     """Move ``champion`` to the challenger only if it beats the champion on the promotion metric."""
-    spec = _spec(spec)
-    layout = spec.layout()
 
-    def body() -> dict[str, Any]:
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> dict[str, Any]:
         from unisem.registry.promotion import promote_if_better
 
-        cfg = spec.config()
-        version = str(_need(registered, "version", "promote"))
-        decision = promote_if_better(cfg, Path(_need(featured, "features_dir", "promote")),
-                                     embeddings_dir=layout.embeddings, layout=layout, challenger_version=version)
+        decision = promote_if_better(cfg, _path(featured, "features_dir", "promote"),
+                                     embeddings_dir=_path(embedded, "embeddings_dir", "promote"),
+                                     record_dir=layout.registry,
+                                     challenger_version=str(_need(registered, "version", "promote")))
         return json.loads(json.dumps(decision._asdict(), default=str))
 
-    return recorded(layout, "promote", body)
+    return _stage("promote", spec, body)
 
 
 def recommend(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], promoted: Mapping[str, Any]) -> dict[str, Any]:
     """Top-K for every user of the features with whichever version holds ``champion`` after ``promote``
     (Spark) -> ``layout.recommendations`` and ``<home>/published/recommendations`` (the DAG's Asset)."""
-    spec = _spec(spec)
-    layout = spec.layout()
 
-    def body() -> dict[str, Any]:
+    def body(spec: RunSpec, cfg: UnisemConfig, layout: RunLayout) -> dict[str, Any]:
         from unisem.home import published_recommendations_dir
 
-        cfg = spec.config()  # ``promoted`` only orders the stages: the alias is read from the registry
-        features_dir = Path(_need(featured, "features_dir", "recommend"))
+        # ``promoted`` only orders the stages: the alias is read from the registry
+        features_dir = _path(featured, "features_dir", "recommend")
         published = published_recommendations_dir(Path(spec.home))
         if cluster.spark_mode(cfg.orchestration.spark_master) == "library":
             from unisem.registry.batch import recommend_all
@@ -460,7 +365,7 @@ def recommend(spec: RunSpec | Mapping[str, Any], featured: Mapping[str, Any], pr
         manifest = json.loads((layout.recommendations / MANIFEST_FILE).read_text())
         return {**manifest, "path": str(layout.recommendations), "published": str(published)}
 
-    return recorded(layout, "recommend", body)
+    return _stage("recommend", spec, body)
 
 
 def publish_quality_report(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
@@ -494,7 +399,7 @@ def report(spec: RunSpec | Mapping[str, Any], expected: Sequence[str] = STAGES[:
     def body() -> dict[str, Any]:
         records = read_records(layout)
         summary = build_summary(spec.run_id, records, expected)
-        summary["config"] = {"file": spec.config_path, "overrides": list(spec.overrides)}
+        summary["config"] = {"file": spec.config_path, "overrides": list(spec.overrides), "values": dict(spec.values)}
         summary["quality_published"] = publish_quality_report(spec).get("published")
         with atomic_dir(layout.report) as tmp:
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
@@ -503,7 +408,9 @@ def report(spec: RunSpec | Mapping[str, Any], expected: Sequence[str] = STAGES[:
                 (tmp / COMPARE_PAGE).write_text(compare_page(spec, layout))
             (tmp / "summary.html").write_text(render_html(summary, layout.report))
         pages = [layout.report / "summary.html", layout.report / COMPARE_PAGE]
-        _log_pages(spec, summary, pages)
+        from unisem.registry.tracking import attach_report_pages
+
+        attach_report_pages(spec.config(), summary.get("model") or {}, pages)
         out = {"summary_path": str(layout.report / "summary.json"), "status": summary["status"],
                "markdown_path": str(layout.report / "summary.md"), "html_path": str(pages[0])}
         if pages[1].exists():
@@ -531,30 +438,12 @@ def compare_page(spec: RunSpec, layout: RunLayout) -> str:
     return render_compare_page(spec.run_id, promotion, nights, cfg.registry.guardrail_slices, gate_report)
 
 
-def _log_pages(spec: RunSpec, summary: Mapping[str, Any], pages: Sequence[Path]) -> None:
-    """The pages go to the run's MLflow run too; a tracking store that is down costs only that copy."""
-    import logging
-
-    run_id = (summary.get("model") or {}).get("mlflow_run_id")
-    if not run_id:
-        return
-    try:
-        from unisem.registry.tracking import log_report_pages
-
-        log_report_pages(spec.config(), str(run_id), pages)
-    except Exception as exc:  # noqa: BLE001 - the report must be written whatever the tracking store does
-        logging.getLogger(__name__).warning("report pages not logged to MLflow run %s: %s", run_id, exc)
-
-
 def write_effective_config(spec: RunSpec | Mapping[str, Any]) -> Path:
     """The resolved config of this run as JSON beside its outputs (what the run actually used)."""
     spec = _spec(spec)
     return write_text_atomic(spec.layout().root / "config.json", json.dumps(to_dict(spec.config()), indent=2))
 
 
-# Stage name -> function, for ``unisem stage`` (the entry point of Ray Jobs and manual reruns).
-STAGE_FUNCTIONS = {
-    "validate": validate, "gate": gate, "features": features, "embed": embed, "train": train,
-    "evaluate": evaluate, "register": register, "promote": promote, "recommend": recommend,
-    "report": report,
-}
+# Stage name -> function, for ``unisem stage`` (the entry point of Ray Jobs and manual reruns); the names
+# are ``outputs.STAGES``, checked here so a stage added to one and not the other fails at import.
+STAGE_FUNCTIONS: dict[str, Callable[..., Any]] = {name: globals()[name] for name in STAGES}

@@ -29,7 +29,7 @@ def build_summary(run_id: str, records: Mapping[str, Mapping[str, Any]],
     stages: dict[str, str] = {}
     durations: dict[str, float] = {}
     failed_stage, error, trace = None, None, None
-    gate_out = _outputs(records, "gate")
+    gate_out = _outputs(records, "proceed")
     stopped = bool(gate_out) and not gate_out.get("proceed", True)
     for name in expected:
         rec = records.get(name)
@@ -73,7 +73,7 @@ def build_summary(run_id: str, records: Mapping[str, Mapping[str, Any]],
         "data": {"catalog": validate.get("catalog"), "interactions": validate.get("interactions")},
         "gate": gate,
         "training": {"best_epoch": train.get("best_epoch"), "model_dir": train.get("model_dir")},
-        "metrics": dict(evaluation.get("headline") or {}),
+        "metrics": dict(evaluation.get("metrics") or {}),
         "metrics_file": evaluation.get("metrics_path"),
         "model": {k: register.get(k) for k in ("model_name", "version", "model_uri", "mlflow_run_id",
                                               "tracking_uri", "reused", "run_url", "version_url")} if register else {},

@@ -27,6 +27,11 @@ class CheckResult(NamedTuple):
         return self._asdict()
 
 
+def is_maximum(check: str) -> bool:
+    """``max_*`` checks trip above their threshold, ``min_*`` ones below it: the one place that says so."""
+    return check.startswith("max_")
+
+
 def threshold_checks(quality: QualityConfig) -> list[tuple[str, str, str, float]]:
     """``(check, measure, severity, threshold)`` for every level of every check in the config."""
     out = []
@@ -52,7 +57,7 @@ def evaluate_checks(quality: QualityConfig, measures: Mapping[str, float | None]
             passed, observed = True, None
         else:
             observed = float(observed)
-            passed = observed <= threshold if check.startswith("max_") else observed >= threshold
+            passed = observed <= threshold if is_maximum(check) else observed >= threshold
         results.append(CheckResult(check, measure, severity, threshold, observed, bool(passed)))
     return results
 

@@ -17,13 +17,22 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 from unisem.atomic import atomic_dir
 from unisem.config import UnisemConfig
 from unisem.data.contract import DataContractError
 from unisem.progress import say
-from unisem.quality.checks import FAIL, PASS, WARN, CheckResult, evaluate_checks, failing_first, verdict as decide
+from unisem.quality.checks import (
+    FAIL,
+    PASS,
+    WARN,
+    CheckResult,
+    evaluate_checks,
+    failing_first,
+    is_maximum,
+    verdict as decide,
+)
 
 VERDICT_FILE = "verdict.json"
 REPORT_FILE = "report.html"
@@ -36,14 +45,59 @@ def expectation_key(failure: dict) -> str:
     return f"expectation:{failure['suite']}/{failure['expectation']}"
 
 
+def expectation_level(failure: Mapping[str, Any]) -> str:
+    """What a failed expectation does to the verdict: ``critical`` fails, any other severity warns."""
+    return FAIL if failure.get("severity") == "critical" else WARN
+
+
 def combined_verdict(threshold_verdict: str, expectations_failed: list[dict]) -> str:
-    """The thresholds' verdict, made worse by failed expectations: ``critical`` fails, ``warning`` warns."""
-    severities = {f["severity"] for f in expectations_failed}
-    if threshold_verdict == FAIL or "critical" in severities:
+    """The thresholds' verdict, made worse by failed expectations (``expectation_level``)."""
+    levels = {expectation_level(f) for f in expectations_failed}
+    if threshold_verdict == FAIL or FAIL in levels:
         return FAIL
-    if threshold_verdict == WARN or severities:
+    if threshold_verdict == WARN or levels:
         return WARN
     return PASS
+
+
+def _examples(rows: Any) -> str:
+    if not rows:
+        return ""
+    key = "user_id" if "user_id" in rows[0] else "item_id"
+    return f"; e.g. {key} " + ", ".join(repr(r[key]) for r in rows[:3])
+
+
+def gate_reasons(verdict: Mapping[str, Any], examples: bool = False) -> list[str]:
+    """Why the gate decided what it did, from a ``verdict.json`` record: each check that tripped (its worst
+    level only), then each failed expectation, failures first; with ``examples``, up to three offending ids.
+
+    Reads the record's ``checks`` (``CheckResult.to_dict()`` per threshold level), ``expectations_failed``
+    and ``offenders``; the direction of a check comes from ``checks.is_maximum``, the level of a failed
+    expectation from ``expectation_level``, so the reasons can never disagree with the verdict.
+    """
+    offenders = verdict.get("offenders") if examples and isinstance(verdict.get("offenders"), Mapping) else {}
+    worst: dict[str, Mapping[str, Any]] = {}
+    for check in verdict.get("checks") or ():
+        if not isinstance(check, Mapping) or check.get("passed", True):
+            continue
+        name = str(check.get("check"))
+        if name not in worst or (check.get("severity") == FAIL and worst[name].get("severity") != FAIL):
+            worst[name] = check
+    out: list[tuple[int, str]] = []
+    for name, check in worst.items():
+        severity = str(check.get("severity"))
+        observed, threshold = check.get("observed"), check.get("threshold")
+        side = "above the maximum" if is_maximum(name) else "below the minimum"
+        shown = f"{observed:.4g}" if isinstance(observed, (int, float)) else str(observed)
+        out.append((0 if severity == FAIL else 1, f"{severity}: {check.get('measure', name)} = {shown}, {side} "
+                    f"{threshold} ({name})" + _examples(offenders.get(name))))
+    for failure in verdict.get("expectations_failed") or ():
+        if isinstance(failure, Mapping):
+            level = expectation_level(failure)
+            out.append((0 if level == FAIL else 1, f"{level}: expectation {failure.get('suite')}/"
+                        f"{failure.get('expectation')} failed on {failure.get('unexpected_count')} rows"
+                        + _examples(offenders.get(failure.get("expectation")))))
+    return [text for _, text in sorted(out, key=lambda x: x[0])]
 
 
 class GateResult(NamedTuple):
@@ -139,9 +193,9 @@ def run_gate(
             "dataset": dataset,
             "inputs": source,
             "failed": sorted({c.check for c in checks if not c.passed and c.severity == FAIL}
-                             | {expectation_key(f) for f in expectations_failed if f["severity"] == "critical"}),
+                             | {expectation_key(f) for f in expectations_failed if expectation_level(f) == FAIL}),
             "warnings": sorted({c.check for c in checks if not c.passed and c.severity == WARN}
-                               | {expectation_key(f) for f in expectations_failed if f["severity"] != "critical"}),
+                               | {expectation_key(f) for f in expectations_failed if expectation_level(f) == WARN}),
             "checks": [c.to_dict() for c in ordered],
             "measures": measures,
             "great_expectations": suites,

@@ -27,12 +27,12 @@ import pandas as pd
 
 from unisem.atomic import atomic_dir
 from unisem.config.schema import UnisemConfig
+from unisem.registry.registration import CHAMPION
 
 BATCH_COLUMNS = ("user_id", "rank", "item_id", "score", "model_version", "run_id", "source")
 SPARK_SCHEMA = ("user_id string, rank int, item_id string, score double, model_version string, run_id string, "
                 "source string")
 MANIFEST_FILE = "_manifest.json"  # "_" first: Spark and pyarrow skip it when reading the folder as a table
-CHAMPION = "champion"
 
 
 class ChampionModel(NamedTuple):
@@ -49,11 +49,11 @@ class BatchError(RuntimeError):
 def resolve_alias(cfg: UnisemConfig, alias: str = CHAMPION) -> ChampionModel:
     import mlflow
 
-    from unisem.registry.tracking import configure
+    from unisem.registry.tracking import configure, store_client
 
     uri = configure(cfg)
     name = cfg.registry.model_name
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = store_client(uri)
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:

@@ -28,10 +28,9 @@ from unisem.evaluate.bootstrap import Interval, paired_bootstrap
 
 from unisem.atomic import write_text_atomic
 from unisem.config.schema import UnisemConfig
-from unisem.home import RunLayout
 from unisem.progress import say
 from unisem.registry.registration import CHALLENGER, CHAMPION
-from unisem.registry.tracking import configure
+from unisem.registry.tracking import configure, store_client
 
 PROMOTION_FILE = "promotion.json"
 NEW = "new"  # the slice of test users whose target item the champion never saw
@@ -208,20 +207,22 @@ def promote_if_better(
     cfg: UnisemConfig,
     features_dir: Path,
     embeddings_dir: Path | None = None,
-    layout: RunLayout | None = None,
+    record_dir: Path | None = None,
     challenger_version: str | None = None,
 ) -> PromotionDecision:
     """Move ``champion`` to the challenger (alias ``challenger`` unless a version is given) if it wins on
     cfg.registry.promotion_metric by at least cfg.registry.min_improvement on ``features_dir``'s test split.
+
+    ``embeddings_dir``: today's text embeddings (items the champion never saw reach it through them);
+    ``record_dir`` receives ``promotion.json``.
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     from unisem.data.dataset import load_features
 
     name, metric, margin = cfg.registry.model_name, cfg.registry.promotion_metric, cfg.registry.min_improvement
     uri = configure(cfg)
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = store_client(uri)
     try:
         challenger = client.get_model_version_by_alias(name, CHALLENGER) if challenger_version is None else (
             client.get_model_version(name, str(challenger_version))
@@ -322,15 +323,15 @@ def promote_if_better(
             client.set_model_version_tag(name, challenger.version, key, value)
         client.update_model_version(name, challenger.version, description=describe(decision))
     say(__name__, f"promotion of {name} version {challenger.version}: {reason}")
-    previous = layout.registry / PROMOTION_FILE if layout is not None else None
+    previous = Path(record_dir) / PROMOTION_FILE if record_dir is not None else None
     if already and previous is not None and previous.exists():
         try:
             kept = json.loads(previous.read_text())
         except json.JSONDecodeError:
             kept = {}
         if kept.get("challenger_version") == decision.challenger_version and kept.get("promoted"):
-            layout = None  # this run's promotion.json already records how the version became champion
-    if layout is not None:
+            previous = None  # this run's promotion.json already records how the version became champion
+    if previous is not None:
         record = {**decision._asdict(), "features": str(Path(features_dir).resolve()), "model_name": name, "time": tags["promotion.time"]}
-        write_text_atomic(layout.registry / PROMOTION_FILE, json.dumps(record, indent=2, sort_keys=True))
+        write_text_atomic(previous, json.dumps(record, indent=2, sort_keys=True))
     return decision

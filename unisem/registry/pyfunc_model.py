@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - mlflow is a pinned dependency
     PythonModel = object  # type: ignore[misc,assignment]
 
 from unisem.registry.answers import answer, read_popularity, training_popularity, write_popularity
-from unisem.registry.tracking import file_sha256
+from unisem.registry.versions import file_sha256
 
 MODEL_ARTIFACT = "model"
 MANIFEST_KEY = "artifact_sha256"

@@ -9,20 +9,21 @@ command happened to run in.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from unisem.config import to_dict
 from unisem.config.schema import UnisemConfig
-from unisem.home import RunLayout, default_tracking_uri
+from unisem.home import default_tracking_uri
+from unisem.registry.versions import code_version, data_version, file_sha256
 
-# Files that describe how a folder was written rather than what it holds; excluded from data versions.
-_IGNORED_NAMES = {"_SUCCESS", "manifest.json"}
+# The MLflow tag (on a training run and its model version) that ties it to the pipeline run that produced it.
+RUN_ID_TAG = "pipeline_run_id"
 
 
 class TrackingUnavailable(RuntimeError):
@@ -99,16 +100,20 @@ def configure(cfg: UnisemConfig) -> str:
     return uri
 
 
-def client(cfg: UnisemConfig):
-    """An MlflowClient on the configured store for both tracking and registry.
+def store_client(uri: str):
+    """The one way an MlflowClient is made here: on ``uri`` for both tracking and registry.
 
-    Always pass both: ``MlflowClient(uri)`` alone takes its registry from the process-global registry URI,
+    Always both: ``MlflowClient(uri)`` alone takes its registry from the process-global registry URI,
     which may still point at another store.
     """
     import mlflow
 
-    uri = configure(cfg)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def client(cfg: UnisemConfig):
+    """An MlflowClient on the configured store (checked to answer, HTTP timeouts applied first)."""
+    return store_client(configure(cfg))
 
 
 def ensure_experiment(cfg: UnisemConfig) -> str:
@@ -174,100 +179,19 @@ def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
     return {metric_key(k): v for k, v in out.items()}
 
 
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    return sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
-        and p.name not in _IGNORED_NAMES and not p.name.endswith(".crc")
-    )
+def read_gate(verdict_file: Path | None) -> tuple[str | None, list[Path]]:
+    """The quality gate's verdict in ``verdict_file`` and the report files beside it to attach (none when
+    the file is not given or absent)."""
+    if verdict_file is None or not Path(verdict_file).exists():
+        return None, []
+    verdict_file = Path(verdict_file)
+    try:
+        verdict = str(json.loads(verdict_file.read_text()).get("verdict"))
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"{verdict_file}: not a JSON object with a 'verdict' field: {exc}") from exc
+    from unisem.quality.gate import REPORT_FILE
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _row_digests(table) -> list[str]:
-    """sha256 of each row as canonical JSON (keys sorted), so column order and row order do not matter."""
-    return sorted(
-        hashlib.sha256(json.dumps(row, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
-        for row in table.to_pylist()
-    )
-
-
-def table_digest(files: Iterable[Path]) -> str:
-    """A sha256 over the sorted rows of the Parquet part files of one table, with its column names and types.
-
-    Spark writes the same rows into a different number of part files, with different names, compression
-    and row order from one run to the next; none of that is the data, so none of it enters the digest.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tables = []
-    for f in files:
-        try:
-            tables.append(pq.read_table(f))
-        except (OSError, pa.ArrowException) as exc:
-            raise ValueError(f"{f}: cannot read as Parquet to compute a data version: {exc}") from exc
-    table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
-    schema = sorted(f"{field.name}:{field.type}" for field in table.schema)
-    rows = _row_digests(table)
-    h = hashlib.sha256()
-    h.update(json.dumps({"schema": schema, "rows": len(rows)}).encode())
-    for d in rows:
-        h.update(d.encode())
-    return h.hexdigest()
-
-
-def data_version(paths: Iterable[str | Path]) -> str:
-    """A sha256 over the contents of the given files and folders: the same data give the same version.
-
-    Parquet is digested by content (``table_digest``: sorted rows, column names and types), one table per
-    folder of part files, so reruns and part-file layouts do not change the version; other files by their
-    bytes. Within a folder the table and file digests are sorted, so names and listing order do not matter
-    either. Bookkeeping files (``manifest.json``, ``_SUCCESS``, ``.crc``, hidden files) are left out because
-    they record how a folder was written, not what it holds.
-    """
-    h = hashlib.sha256()
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: cannot compute a data version, the path does not exist")
-        tables: dict[Path, list[Path]] = {}
-        digests = []
-        for f in _files(path):
-            if f.suffix == ".parquet":
-                # part files of one table share a folder; a lone .parquet file beside them is its own table
-                tables.setdefault(f if f.parent == path or path.is_file() else f.parent, []).append(f)
-            else:
-                digests.append(file_sha256(f))
-        digests += [table_digest(sorted(files)) for files in tables.values()]
-        digests.sort()
-        h.update(f"{len(digests)}\n".encode())
-        for d in digests:
-            h.update(d.encode())
-    return h.hexdigest()
-
-
-def read_gate(layout: RunLayout) -> tuple[str | None, list[Path]]:
-    """The quality gate's verdict of this run's data and the report files to attach (empty when absent)."""
-    folder = layout.quality
-    verdict = None
-    verdict_file = folder / "verdict.json"
-    if verdict_file.exists():
-        try:
-            verdict = str(json.loads(verdict_file.read_text()).get("verdict"))
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise ValueError(f"{verdict_file}: not a JSON object with a 'verdict' field: {exc}") from exc
-    files = [p for p in (verdict_file, folder / "report.html") if p.exists()]
-    return verdict, files
+    return verdict, [p for p in (verdict_file, verdict_file.parent / REPORT_FILE) if p.exists()]
 
 
 def log_history(history: Iterable[Mapping[str, Any]]) -> int:
@@ -286,62 +210,40 @@ def log_history(history: Iterable[Mapping[str, Any]]) -> int:
 
 def log_training_run(
     cfg: UnisemConfig,
-    layout: RunLayout,
     history: Iterable[Mapping[str, Any]] = (),
     evaluation: Mapping[str, Any] | None = None,
-    data_paths: Iterable[str | Path] | None = None,
+    data_paths: Sequence[str | Path] = (),
+    plots_dir: Path | None = None,
+    verdict_file: Path | None = None,
     params: bool = True,
 ) -> dict[str, str]:
     """Log one training run into the active MLflow run and return the tags that describe its data.
 
-    Logged: the full config as params, per-epoch metrics, the evaluation tables (``metrics.json`` from
-    ``layout.evaluation`` or ``evaluation``) as metrics and as an artifact, every PNG plot under
-    ``layout.evaluation``, the gate verdict and report from ``layout.quality``, and the data version.
+    Logged: the full config as params, per-epoch metrics, the ``evaluation`` report (``metrics.json``) as
+    metrics and as an artifact, every PNG plot under ``plots_dir``, the gate verdict and report of
+    ``verdict_file``, and the data version of ``data_paths``.
     """
     import mlflow
 
     if params:  # a run started by start_training_run has them already
         mlflow.log_params(config_params(cfg))
     log_history(history)
-    if evaluation is None:
-        metrics_file = layout.evaluation / "metrics.json"
-        if metrics_file.exists():
-            evaluation = json.loads(metrics_file.read_text())
     if evaluation is not None:
         mlflow.log_metrics(evaluation_metrics(evaluation))
         mlflow.log_dict(dict(evaluation), "evaluation/metrics.json")
-    if layout.evaluation.exists():
-        for plot in sorted(layout.evaluation.rglob("*.png")):
+    if plots_dir is not None and Path(plots_dir).exists():
+        for plot in sorted(Path(plots_dir).rglob("*.png")):
             mlflow.log_artifact(str(plot), "plots")
-    verdict, quality_files = read_gate(layout)
+    verdict, quality_files = read_gate(verdict_file)
     for f in quality_files:
         mlflow.log_artifact(str(f), "quality")
-    paths = list(data_paths) if data_paths is not None else [layout.features]
     tags = {
-        "data_version": data_version(paths),
+        "data_version": data_version(data_paths),
         "gate_verdict": verdict or "unknown",
         "code_version": code_version(),
     }
     mlflow.set_tags(tags)
     return tags
-
-
-def code_version() -> str:
-    """The git commit of the unisem sources (with ``-dirty`` for local changes), or ``unknown`` outside git."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", "unisem"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty else "") if sha else "unknown"
 
 
 # ---------------------------------------------------------------------------------------------- training run
@@ -398,14 +300,13 @@ class EpochMetrics:
         import time
         import warnings
 
-        import mlflow
         from mlflow.entities import Metric
 
         step = int(record.get("epoch", 0))
         now = int(time.time() * 1000)
         metrics = [Metric(metric_key(k), v, now, step) for k, v in numeric_leaves(record).items() if k != "epoch"]
         try:
-            mlflow.MlflowClient(tracking_uri=self.uri).log_batch(self.run_id, metrics=metrics)
+            store_client(self.uri).log_batch(self.run_id, metrics=metrics)
         except Exception as exc:  # noqa: BLE001 - any tracking failure; training goes on
             self.failed = True
             warnings.warn(f"MLflow at {self.uri}: cannot log epoch {step} of run {self.run_id} live: {exc}")
@@ -464,3 +365,40 @@ def log_report_pages(cfg: UnisemConfig, run_id: str, files: Iterable[Path]) -> N
     for f in files:
         if Path(f).exists():
             store.log_artifact(run_id, str(f), "report")
+
+
+def attach_report_pages(cfg: UnisemConfig, registered: Mapping[str, Any], files: Iterable[Path]) -> None:
+    """The pipeline report's pages go to the registered model's MLflow run too (``registered``: the register
+    stage's outputs, empty when nothing was registered); a store that is down costs only that copy."""
+    import logging
+
+    run_id = registered.get("mlflow_run_id")
+    if not run_id:
+        return
+    try:
+        log_report_pages(cfg, str(run_id), files)
+    except Exception as exc:  # noqa: BLE001 - the report must be written whatever the tracking store does
+        logging.getLogger(__name__).warning("report pages not logged to MLflow run %s: %s", run_id, exc)
+
+
+@contextmanager
+def live_training_run(cfg: UnisemConfig, pipeline_run_id: str, features_dir: Path,
+                      verdict_file: Path | None) -> Iterator[tuple[str | None, EpochMetrics | None]]:
+    """``(run id, on_epoch)`` of an MLflow run started for one training, its inputs logged, tagged with the
+    pipeline run id; the run is marked FAILED if the training raises. A store that cannot be reached costs
+    the live curve, not the training: ``(None, None)``, and registration logs the history instead."""
+    from unisem.progress import say
+
+    try:
+        run_id: str | None = start_training_run(cfg, pipeline_run_id, {RUN_ID_TAG: pipeline_run_id})
+        log_run_inputs(cfg, run_id, features_dir, verdict_file if verdict_file and Path(verdict_file).exists() else None)
+    except Exception as exc:  # noqa: BLE001 - MLflow down: train anyway; register makes the run (or says why)
+        say("unisem.pipeline.stages", f"train: no live MLflow run at {tracking_uri(cfg)} ({type(exc).__name__}: "
+                                      f"{exc}); the history is logged at registration")
+        run_id = None
+    try:
+        yield run_id, EpochMetrics(tracking_uri(cfg), run_id) if run_id else None
+    except BaseException:
+        if run_id:
+            finish_run(cfg, run_id, "FAILED")
+        raise
