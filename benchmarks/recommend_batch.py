@@ -9,9 +9,7 @@ benchmarks/results/recommend_batch.json. Skips (exit 0, with a message) when the
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import shlex
 import sys
@@ -21,6 +19,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT = REPO_ROOT / "benchmarks" / "results" / "recommend_batch.json"
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+from result_file import machine_fields, write_result  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -59,13 +59,9 @@ def main(argv=None) -> int:
         "includes": "Spark session start, model download and per-worker load, scoring, Parquet write, manifest",
         "cpu_seconds": {"driver": round(cpu_driver, 1),
                         "children": round(children.ru_utime + children.ru_stime, 1)},
-        "load_average_at_start": [round(x, 2) for x in load_start],
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs",
+        **machine_fields(load_start),
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_result(RESULT, out)
     return 0
 
 

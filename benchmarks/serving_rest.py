@@ -20,7 +20,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import resource
 import shlex
 import signal
@@ -35,6 +34,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT = REPO_ROOT / "benchmarks" / "results" / "serving_rest.json"
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+from result_file import machine_fields, write_result  # noqa: E402
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -235,13 +236,9 @@ def main(argv=None) -> int:
                   "best_valid": champion["best_valid"], "note": "short CPU training for timing only, not for quality"},
         "cpu_seconds": {"client": round(time.process_time() - cpu_client, 2),
                         "server_children": round(server_cpu.ru_utime + server_cpu.ru_stime, 2)},
-        "load_average_at_start": [round(x, 2) for x in load_start],
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs",
+        **machine_fields(load_start),
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_result(RESULT, out)
     return 0
 
 

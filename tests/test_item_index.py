@@ -21,6 +21,18 @@ def clustered_table(items=2000, dim=16, clusters=20, seed=0):
     return torch.from_numpy(table)
 
 
+class LastItemModel:
+    """A recommender whose user state is the last item's vector."""
+
+    max_len = 5
+
+    def __init__(self, table):
+        self.table = table
+
+    def user_states(self, padded):
+        return self.table[padded[:, -1]]
+
+
 def test_probing_every_cell_is_exact_and_excluded_items_never_return(tmp_path):
     table = clustered_table()
     states = torch.from_numpy(np.random.default_rng(1).normal(size=(30, 16)).astype(np.float32))
@@ -41,17 +53,8 @@ def test_few_probes_keep_most_of_the_exact_top_10():
 
     table = clustered_table(items=5000)
 
-    class Model:  # a recommender whose user state is the last item's vector
-        max_len = 5
-
-        def __init__(self, table):
-            self.table = table
-
-        def user_states(self, padded):
-            return self.table[padded[:, -1]]
-
     histories = [np.array([i]) for i in range(1, 5000, 25)]
-    recall = index_recall(build_index(table, nlist=32), Model(table), histories, k=10, nprobe=4)
+    recall = index_recall(build_index(table, nlist=32), LastItemModel(table), histories, k=10, nprobe=4)
     assert 0.7 < recall <= 1.0
 
 
@@ -83,22 +86,13 @@ def test_calibration_picks_the_fewest_probes_that_reach_the_target_and_saves_the
 
     table = clustered_table(items=5000)
 
-    class Model:
-        max_len = 5
-
-        def __init__(self, table):
-            self.table = table
-
-        def user_states(self, padded):
-            return self.table[padded[:, -1]]
-
     histories = [np.array([i]) for i in range(1, 5000, 25)]
     index = build_index(table, nlist=64)
-    reached = calibrate(index, Model(table), histories, target_recall=0.95)
+    reached = calibrate(index, LastItemModel(table), histories, target_recall=0.95)
     chosen = index.nprobe
-    assert reached >= 0.95 and reached == index_recall(index, Model(table), histories)
+    assert reached >= 0.95 and reached == index_recall(index, LastItemModel(table), histories)
     if chosen > 1:  # half the probes would not have been enough
-        assert index_recall(index, Model(table), histories, nprobe=chosen // 2) < 0.95
+        assert index_recall(index, LastItemModel(table), histories, nprobe=chosen // 2) < 0.95
     index.save(tmp_path / "items.faiss")
     assert ItemIndex.load(tmp_path / "items.faiss").nprobe == chosen
 

@@ -14,7 +14,7 @@ import pytest
 from contract_files import clean_catalog, uniform_log, write_catalog, write_events
 from unisem.cli import main
 from unisem.config import load_config
-from unisem.data.contract import CATALOG_FILE, INTERACTIONS_FILE, DataContractError
+from unisem.data.contract import CATALOG_FILE, INTERACTIONS_FILE
 from unisem.quality.baseline import baseline_path, dataset_identity
 from unisem.quality.gate import run_gate
 

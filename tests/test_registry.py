@@ -309,7 +309,6 @@ def test_a_failed_gate_is_not_registered(trained, store):
 def test_promotion_picks_the_better_model_and_refuses_the_worse(trained, store):
     from unisem.registry.promotion import promote_if_better
     from unisem.registry.tracking import client as registry_client
-    from unisem.registry.tracking import tracking_uri
 
     cfg = trained["cfg"]
     features, embeddings = trained["root"] / "features", trained["root"] / "embeddings"

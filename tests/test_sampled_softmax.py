@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from synthetic_sequences import chain_dataset
 from unisem.config import UnisemConfig, replace_in

@@ -118,8 +118,6 @@ def client(cfg: UnisemConfig):
 
 def ensure_experiment(cfg: UnisemConfig) -> str:
     """The id of cfg.registry.experiment, created on first use with its artifacts beside a local database."""
-    import mlflow
-
     store = client(cfg)
     exp = store.get_experiment_by_name(cfg.registry.experiment)
     if exp is not None:
