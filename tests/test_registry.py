@@ -457,3 +457,32 @@ def test_recommend_stage_through_spark_submit_scores_every_user_with_the_champio
         assert table[table.user_id == user].sort_values("rank")["item_id"].tolist() == list(ids)
     published = pq.read_table(store / "published" / "recommendations").to_pandas()
     assert len(published) == len(table)
+
+
+def test_a_large_catalog_is_registered_with_its_item_index_and_served_from_it(trained, store):
+    """index_min_items at the catalog's size: the index is built at registration, carried by the version
+    (sha256 in the manifest), and the loaded model answers from it; calibrated to recall 1.0 it answers what
+    exact search answers."""
+    from dataclasses import replace
+
+    from unisem.model.inference_by_id import ServingModel
+    from unisem.model import load_model
+    from unisem.registry.pyfunc_model import ITEM_INDEX_FILE, load_serving
+
+    cfg = trained["cfg"]
+    cfg = replace(cfg, registry=replace(cfg.registry, index_min_items=60, index_target_recall=1.0))
+    result = _register(cfg, _layout(store, "run-idx", trained), trained["good"],
+                       features_dir=trained["root"] / "features", embeddings_dir=trained["root"] / "embeddings")
+    served = load_serving(result.model_uri)
+    assert (served.model_dir / ITEM_INDEX_FILE).exists()
+    assert served.serving.item_index is not None and served.serving.item_index.calibrated_recall == 1.0
+    reqs = mlflow.pyfunc.get_model_dependencies(result.model_uri)
+    assert any(line.startswith("faiss-cpu==") for line in Path(reqs).read_text().splitlines())
+    exact = ServingModel(load_model(trained["good"].model_dir))
+    histories = [[exact.item_ids[i - 1] for i in h] for h in trained["data"].histories[:20]]
+    assert served.serving.recommend(histories, k=5).item_ids == exact.recommend(histories, k=5).item_ids
+
+    # below the size no index is built: the default (1,000,000 items) leaves this catalog on exact search
+    plain = _register(trained["cfg"], _layout(store, "run-plain", trained), trained["good"],
+                      features_dir=trained["root"] / "features", embeddings_dir=trained["root"] / "embeddings")
+    assert load_serving(plain.model_uri).serving.item_index is None

@@ -226,6 +226,11 @@ class RegistryConfig:
     guardrail_max_drop: float = _f(0.02, min=0.0)
     # Nights of run history shown as trends on the comparison page.
     report_nights: int = _f(14, min=1)
+    # Catalogs of at least this many items get an approximate item index (unisem.model.index) built at
+    # registration and stored with the model, which then serves from it; 0 = never (exact top-K always).
+    # Its probe count is calibrated on the training users to index_target_recall of the exact top-10.
+    index_min_items: int = _f(1_000_000, min=0)
+    index_target_recall: float = _f(0.95, min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)

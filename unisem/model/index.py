@@ -44,8 +44,9 @@ def _augmented(vectors: np.ndarray, top_norm: float) -> np.ndarray:
 class ItemIndex:
     """Top-K item indices (1-based, as the item table) by approximate inner product."""
 
-    def __init__(self, index, num_items: int, nprobe: int = 16) -> None:
+    def __init__(self, index, num_items: int, nprobe: int = 16, calibrated_recall: float | None = None) -> None:
         self.index, self.num_items, self.nprobe = index, num_items, nprobe
+        self.calibrated_recall = calibrated_recall  # what ``calibrate`` reached with ``nprobe``
 
     @property
     def nlist(self) -> int:
@@ -72,14 +73,15 @@ class ItemIndex:
     def save(self, path: str | Path) -> None:
         """The FAISS index at ``path`` and its probe count at ``path`` + ``.json``."""
         _faiss().write_index(self.index, str(path))
-        Path(f"{path}.json").write_text(json.dumps({"nprobe": self.nprobe, "nlist": self.nlist, "items": self.num_items}))
+        Path(f"{path}.json").write_text(json.dumps({"nprobe": self.nprobe, "nlist": self.nlist, "items": self.num_items,
+                                                    "calibrated_recall_at_10": self.calibrated_recall}))
 
     @classmethod
     def load(cls, path: str | Path) -> "ItemIndex":
         index = _faiss().read_index(str(path))
-        meta = Path(f"{path}.json")
-        nprobe = int(json.loads(meta.read_text())["nprobe"]) if meta.exists() else 16
-        return cls(index, int(index.ntotal), nprobe)
+        meta_file = Path(f"{path}.json")
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        return cls(index, int(index.ntotal), int(meta.get("nprobe", 16)), meta.get("calibrated_recall_at_10"))
 
 
 def build_index(table: torch.Tensor, nlist: int = 0, seed: int = 0, nprobe: int = 16) -> ItemIndex:
@@ -112,7 +114,7 @@ def calibrate(index: ItemIndex, recommender, histories: list[np.ndarray], target
     while True:
         recall = _overlap(exact, index.search(states, k, seen, nprobe), k)
         if recall >= target_recall or nprobe >= index.nlist:
-            index.nprobe = min(nprobe, index.nlist)
+            index.nprobe, index.calibrated_recall = min(nprobe, index.nlist), recall
             return recall
         nprobe *= 2
 

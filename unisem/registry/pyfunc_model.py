@@ -41,6 +41,9 @@ WHEEL_KEY = "unisem_wheel"
 DEFINITION_FILE = Path(__file__).with_name("pyfunc_definition.py")
 ITEM_TEXTS_FILE = "item_texts.json"
 ENCODER_FILE = "text_encoder.json"
+ITEM_INDEX_FILE = "item_index.faiss"  # with item_index.faiss.json (its probe count) beside it
+# Users whose exact top-10 the index's probe count is calibrated against (training histories, seeded sample).
+INDEX_CALIBRATION_USERS = 2000
 DEFAULT_K = 10
 # What loading and predicting import (the model code, MLflow's pyfunc, the Parquet features reader).
 SERVING_PACKAGES = ("torch", "numpy", "pandas", "safetensors", "pyarrow", "PyYAML", "mlflow")
@@ -78,14 +81,16 @@ def verify_manifest(folder: str | Path, manifest: dict[str, str]) -> None:
 
 def stage_model_folder(
     model_dir: str | Path, out_dir: str | Path, item_texts: list[str] | None = None, encoder_meta: dict | None = None,
-    features=None, features_basis: str = "",
+    features=None, features_basis: str = "", index_min_items: int = 0, index_target_recall: float = 0.95,
 ) -> Path:
     """Copy the model folder to ``out_dir`` with the item texts and the text-encoder description beside it.
 
     The texts make the registered model self-describing (what each item was embedded from) and the
     encoder description says which encoder must embed a new item's text for ``add_items``. With the
     training ``features`` (a SequenceDataset) the popularity of its training histories is staged too: the
-    fallback answer for a history the model cannot read (``unisem.registry.answers``).
+    fallback answer for a history the model cannot read (``unisem.registry.answers``); and, for a catalog
+    of at least ``index_min_items`` items (0 = never), the approximate item index the served model answers
+    from, its probe count calibrated on training users to ``index_target_recall`` (``stage_item_index``).
     """
     out = Path(out_dir)
     shutil.copytree(model_dir, out)
@@ -95,7 +100,29 @@ def stage_model_folder(
         (out / ENCODER_FILE).write_text(json.dumps(encoder_meta, indent=2, sort_keys=True))
     if features is not None:
         write_popularity(training_popularity(features), out, f"training histories of {features_basis}".strip())
+        if index_min_items and features.num_items >= index_min_items:
+            stage_item_index(out, features, index_target_recall)
     return out
+
+
+def stage_item_index(folder: Path, features, target_recall: float) -> float:
+    """Build the item index of the model in ``folder`` into it; returns the recall@10 its probes reached.
+
+    Built here, at registration, so every process that serves the version loads the same index (and its
+    sha256 is in the manifest) instead of each building its own at start-up, minutes at a million items.
+    """
+    from unisem.data.dataset import split_inputs
+    from unisem.model import load_model
+    from unisem.model.index import build_index, calibrate
+
+    rec = load_model(folder)
+    histories, _ = split_inputs(features, "valid")
+    rows = np.random.default_rng(0).permutation(len(histories))[:INDEX_CALIBRATION_USERS]
+    histories = [histories[i] for i in rows if len(histories[i])]
+    index = build_index(rec.table)
+    recall = calibrate(index, rec, histories, target_recall=target_recall) if histories else float("nan")
+    index.save(folder / ITEM_INDEX_FILE)
+    return recall
 
 
 def _as_list(value: Any) -> list[str]:
@@ -119,6 +146,10 @@ class UnisemPyfunc(PythonModel):
         verify_manifest(folder, (context.model_config or {}).get(MANIFEST_KEY, {}))
         self.model_dir = folder
         self.serving = ServingModel(load_model(folder))
+        if (folder / ITEM_INDEX_FILE).exists():
+            from unisem.model.index import ItemIndex
+
+            self.serving.use_index(ItemIndex.load(folder / ITEM_INDEX_FILE))
         self.popularity = read_popularity(folder)
 
     def add_items(self, item_ids, text_embeddings) -> int:
@@ -142,13 +173,14 @@ def answers_frame(rows) -> pd.DataFrame:
                          "source": [a.source for a in rows], "unknown_ids": [a.unknown_ids for a in rows]})
 
 
-def serving_requirements() -> list[str]:
+def serving_requirements(with_index: bool = False) -> list[str]:
     """``name==version`` of the serving dependencies as installed here (torch without its ``+cpu``/``+cuXXX``
-    label, so the serving machine's own build of the same version matches)."""
+    label, so the serving machine's own build of the same version matches); faiss-cpu when the model
+    carries an item index."""
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
-    for name in SERVING_PACKAGES:
+    for name in (*SERVING_PACKAGES, *(("faiss-cpu",) if with_index else ())):
         try:
             reqs.append(f"{name}=={version(name).split('+')[0]}")
         except PackageNotFoundError:  # pragma: no cover - every one is a pinned dependency
@@ -188,7 +220,7 @@ def log_pyfunc(model_dir: str | Path, input_example: pd.DataFrame | None = None,
     manifest = build_manifest(model_dir)
     if input_example is None:
         input_example = pd.DataFrame({"history": [list(ServingModel(load_model(model_dir)).item_ids[:3])]})
-    pins = serving_requirements()
+    pins = serving_requirements(with_index=(model_dir / ITEM_INDEX_FILE).exists())
     with tempfile.TemporaryDirectory(prefix="unisem-wheel-") as tmp:
         wheel = build_wheel(tmp, pins)
         return mlflow.pyfunc.log_model(

@@ -151,7 +151,8 @@ def log_and_register(
             # identity only: cache statistics and paths differ between reruns and would change the digest
             encoder_meta = {k: meta[k] for k in ("model", "dim", "texts_sha256") if k in meta}
         staged = stage_model_folder(model_dir, Path(tmp) / "model", item_texts, encoder_meta, features,
-                                    features_dir.name if features_dir is not None else "features")
+                                    features_dir.name if features_dir is not None else "features",
+                                    cfg.registry.index_min_items, cfg.registry.index_target_recall)
         digest = _model_digest(build_manifest(staged))
         previous = _reusable(existing, digest)
         if previous is not None:
