@@ -132,6 +132,23 @@ def test_cli_demo(tmp_path, capsys):
     assert "100 items, 50 users" in capsys.readouterr().out
 
 
+def test_generated_data_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    stranger = tmp_path / "photos"
+    stranger.mkdir()
+    (stranger / "holiday.jpg").write_bytes(b"not really a picture")
+    small = ["--set", "data.demo.items=100", "--set", "data.demo.users=50"]
+    assert main(["data", "demo", "--out", str(stranger), *small]) == 1
+    assert f"--out {stranger}: is a folder that holds no earlier generated data (demo.json missing)" in capsys.readouterr().err
+    assert main(["data", "large", "--out", str(stranger), "--items", "200", "--interactions", "1000"]) == 1
+    assert "holds no earlier generated data" in capsys.readouterr().err
+    assert (stranger / "holiday.jpg").read_bytes() == b"not really a picture"
+    # an earlier generated folder is regenerated without a flag; a stranger's only with --replace
+    assert main(["data", "large", "--out", str(tmp_path / "gen"), "--items", "200", "--interactions", "1000"]) == 0
+    assert main(["data", "demo", "--out", str(tmp_path / "gen"), *small]) == 0
+    assert main(["data", "demo", "--out", str(stranger), "--replace", *small]) == 0
+    assert (stranger / "demo.json").exists() and not (stranger / "holiday.jpg").exists()
+
+
 def test_generate_large_in_chunks(tmp_path):
     out = generate_large(tmp_path / "large", items=1000, interactions=10_000, seed=1, chunk_rows=3000)
     catalog = read_catalog(out / CATALOG_FILE)

@@ -46,6 +46,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
     d = sub.add_parser("demo", parents=[common], help="generate the synthetic demo data (data.demo settings)")
     d.add_argument("--out", default=None, help="output folder (default: the demo folder under UNISEM_HOME, reused)")
+    _add_replace(d, "generated data")
     d.set_defaults(handler=_demo)
 
     g = sub.add_parser("large", parents=[common], help="generate a large synthetic data set in chunks (scaling tests)")
@@ -54,6 +55,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     g.add_argument("--interactions", type=int, default=10_000_000)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--chunk-rows", type=int, default=1_000_000)
+    _add_replace(g, "generated data")
     g.set_defaults(handler=_large)
 
     i = sub.add_parser("inspect", parents=[common], help="print counts, schema and examples of a data folder")
@@ -62,9 +64,17 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     i.set_defaults(handler=_inspect)
 
 
-def _add_replace(p: argparse.ArgumentParser) -> None:
+def _add_replace(p: argparse.ArgumentParser, what: str = "import") -> None:
     p.add_argument("--replace", action="store_true",
-                   help="replace --out even when it is not an earlier import (never when it holds an input)")
+                   help=f"replace --out even when it is not an earlier {what} (never when it holds an input)")
+
+
+def _check_generated_out(out: str, replace: bool) -> None:
+    """Generated data replaces its --out folder whole: only an earlier generated folder, or with --replace."""
+    from unisem.data.demo import DEMO_META_FILE
+    from unisem.data.importers.output import check_output_path
+
+    check_output_path(out, (), replace, marker=DEMO_META_FILE, what="generated data")
 
 
 def _print_summary(summary) -> int:
@@ -117,6 +127,8 @@ def _demo(args: argparse.Namespace) -> int:
     from unisem.data.demo import ensure_demo_data, write_demo
 
     cfg = config_from_args(args)
+    if args.out:
+        _check_generated_out(args.out, args.replace)
     folder = write_demo(cfg.data.demo, args.out) if args.out else ensure_demo_data(cfg.data.demo)
     print(f"demo data ({cfg.data.demo.items:,} items, {cfg.data.demo.users:,} users, seed {cfg.data.demo.seed}): {folder}")
     return 0
@@ -127,6 +139,7 @@ def _large(args: argparse.Namespace) -> int:
 
     from unisem.data.large import generate_large
 
+    _check_generated_out(args.out, args.replace)
     start = time.perf_counter()
     folder = generate_large(args.out, args.items, args.interactions, seed=args.seed, chunk_rows=args.chunk_rows)
     print(f"wrote {args.items:,} items and {args.interactions:,} interactions to {folder} in {time.perf_counter() - start:.1f}s")

@@ -27,12 +27,14 @@ from unisem.data.contract import (
 SUMMARY_FILE = "import.json"
 
 
-def check_output_path(out_dir: str | Path, inputs: Iterable[str | Path], replace: bool = False) -> Path:
+def check_output_path(out_dir: str | Path, inputs: Iterable[str | Path], replace: bool = False,
+                      marker: str = SUMMARY_FILE, what: str = "import") -> Path:
     """Refuse, before anything is read or written, an output that would destroy an input or a stranger's folder.
 
     The output replaces its whole folder atomically, so an output that is an input, holds one or lies inside
-    one would delete it; and a folder that is not a previous import (no ``import.json``) may be someone's
-    data: it is replaced only with ``replace``. An empty folder is fine.
+    one would delete it; and a folder that is not a previous output of the same kind (no ``marker`` file:
+    ``import.json`` for imports, ``demo.json`` for generated data) may be someone's data: it is replaced only
+    with ``replace``. An empty folder is fine.
     """
     out = Path(out_dir).expanduser().resolve()
     for given in inputs:
@@ -46,11 +48,11 @@ def check_output_path(out_dir: str | Path, inputs: Iterable[str | Path], replace
     if out.exists() and not replace:
         if not out.is_dir():
             raise DataContractError(
-                f"--out {out_dir}: is an existing file, not an earlier import; choose another folder or pass --replace"
+                f"--out {out_dir}: is an existing file, not an earlier {what}; choose another folder or pass --replace"
             )
-        if not (out / SUMMARY_FILE).is_file() and any(out.iterdir()):
+        if not (out / marker).is_file() and any(out.iterdir()):
             raise DataContractError(
-                f"--out {out_dir}: is a folder that holds no earlier import ({SUMMARY_FILE} missing); "
+                f"--out {out_dir}: is a folder that holds no earlier {what} ({marker} missing); "
                 "choose another folder or pass --replace to replace it"
             )
     return out
