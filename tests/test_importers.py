@@ -334,3 +334,17 @@ def test_cli_import_and_inspect(tmp_path, capsys):
     assert main(["data", "import", "amazon", "--reviews", str(reviews), "--meta", str(meta), "--style", "2014",
                  "--out", str(tmp_path / "o5")]) == 0
     assert "imported 2 items, 2 users, 3 interactions" in capsys.readouterr().out
+
+
+def test_invalid_utf8_in_a_parquet_table_is_refused_naming_its_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from unisem.data.contract import DataContractError, read_catalog
+
+    offsets = pa.py_buffer(bytes([0, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0]))
+    titles = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"okok\xff\xfeb")])
+    path = tmp_path / "catalog.parquet"
+    pq.write_table(pa.table({"item_id": ["a", "b", "c"], "title": titles}), path)
+    with pytest.raises(DataContractError, match=r"catalog.parquet: row 2: field title: the text is not valid UTF-8"):
+        read_catalog(path)

@@ -5,6 +5,7 @@ so formats from the outside world are dealt with once, at the edge.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -102,11 +103,36 @@ def check_order_column(columns: list[str], source: object) -> None:
         raise DataContractError(f"{source}: needs a timestamp or a position column to order each user's events")
 
 
-def _cast_columns(table: pa.Table, schema: pa.Schema, source: str) -> list[pa.ChunkedArray | pa.Array]:
+_BAD_UTF8 = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
+
+
+def check_utf8(column: pa.ChunkedArray, name: str, source: str, place: Callable[[int], str] | None = None) -> None:
+    """Raise naming the first row whose text is not valid UTF-8 (the row of a list column's bad element
+    is not recoverable from Arrow's message: there the field is named).
+
+    Parquet readers hand such bytes over as strings unchecked; they fail later, far from the file, as a
+    bare UnicodeDecodeError (in Python) or as replacement characters (in Spark).
+    """
+    offset = 0
+    for chunk in column.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            found = _BAD_UTF8.search(str(exc))
+            if found is None:
+                raise DataContractError(f"{source}: field {name}: {exc}") from exc
+            row = offset + int(found.group(1))
+            raise DataContractError(f"{source}: {_row(place, row)}: field {name}: the text is not valid UTF-8") from exc
+        offset += len(chunk)
+
+
+def _cast_columns(table: pa.Table, schema: pa.Schema, source: str,
+                  place: Callable[[int], str] | None = None) -> list[pa.ChunkedArray | pa.Array]:
     """Every field of ``schema`` from ``table``, cast to its type; absent ones become nulls."""
     columns = []
     for f in schema:
         if f.name in table.column_names:
+            check_utf8(table[f.name], f.name, source, place)
             try:
                 columns.append(table[f.name].cast(f.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -130,7 +156,7 @@ def conform_catalog(table: pa.Table, source: str, place: Callable[[int], str] | 
     check_columns(table.column_names, source, CATALOG_REQUIRED)
     if table.num_rows == 0:
         raise DataContractError(f"{source}: the catalog is empty")
-    columns = _cast_columns(table, CATALOG_SCHEMA, source)
+    columns = _cast_columns(table, CATALOG_SCHEMA, source, place)
     out = pa.Table.from_arrays(columns, schema=CATALOG_SCHEMA.set(0, pa.field("item_id", pa.string())))
     row = _first_null_row(out["item_id"])
     if row is not None:
@@ -152,7 +178,7 @@ def conform_interactions(table: pa.Table, source: str, place: Callable[[int], st
     check_order_column(table.column_names, source)
     if table.num_rows == 0:
         raise DataContractError(f"{source}: there are no interactions")
-    columns = _cast_columns(table, INTERACTIONS_SCHEMA, source)
+    columns = _cast_columns(table, INTERACTIONS_SCHEMA, source, place)
     out = pa.Table.from_arrays(columns, names=INTERACTIONS_SCHEMA.names)
     for name in INTERACTIONS_REQUIRED:
         row = _first_null_row(out[name])
