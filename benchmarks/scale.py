@@ -15,7 +15,8 @@ benchmarks/results/scale.md:
   chunked state scorer (the library's evaluation path);
 - ``serve_p50_ms`` / ``serve_p99_ms``: one user per ``ServingModel.recommend`` call (top-10, seen items
   excluded), the code under the registered pyfunc model, 300 requests after 10 warm-up ones, one torch
-  thread;
+  thread, exact search; ``serve_index_p50_ms`` / ``serve_index_p99_ms`` the same requests answered from the
+  calibrated index (what a version registered with its index serves);
 - ``index_recall_at_10``: the approximate inner-product index (``unisem.model.index``) against exact
   chunked top-10 for 1,000 users, its probe count calibrated (``--target-recall``) on 1,000 other users;
   ``index_query_ms``: its mean time per user in one batch of those 1,000, beside ``exact_query_ms``.
@@ -193,16 +194,22 @@ def measure(args) -> dict:
     rng = np.random.default_rng(0)
     picks = rng.choice(data.num_users, size=SERVE_REQUESTS + SERVE_WARMUP, replace=False)
     inputs, _ = split_inputs(data, "test")
-    latencies = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(SERVE_THREADS)
-    for n, u in enumerate(picks):
-        history = [data.item_ids[i - 1] for i in inputs[u]]
-        start = time.perf_counter()
-        serving.recommend([history], k=10)
-        if n >= SERVE_WARMUP:
-            latencies.append((time.perf_counter() - start) * 1000)
-    torch.set_num_threads(threads)
+
+    def request_latencies() -> list[float]:
+        """Milliseconds of each single-user request after the warm-up ones, on SERVE_THREADS threads."""
+        out = []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(SERVE_THREADS)
+        for n, u in enumerate(picks):
+            history = [data.item_ids[i - 1] for i in inputs[u]]
+            start = time.perf_counter()
+            serving.recommend([history], k=10)
+            if n >= SERVE_WARMUP:
+                out.append((time.perf_counter() - start) * 1000)
+        torch.set_num_threads(threads)
+        return out
+
+    latencies = request_latencies()
 
     index, index_s, _ = timed(lambda: build_index(model.table, nlist=args.nlist, seed=0))
     users = rng.permutation(data.num_users)
@@ -219,6 +226,8 @@ def measure(args) -> dict:
         states = model.user_states(padded)
     _, exact_s, _ = timed(lambda: chunked_top_k(states, model.table, 10, seen))
     _, approx_s, _ = timed(lambda: index.search(states, 10, seen))
+    serving.use_index(index)  # what a version registered with its index serves from
+    index_latencies = request_latencies()
     return {
         "items": args.items,
         "interactions": args.interactions,
@@ -241,6 +250,8 @@ def measure(args) -> dict:
         "serve_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "serve_p99_ms": round(float(np.percentile(latencies, 99)), 2),
         "serve_threads": SERVE_THREADS,
+        "serve_index_p50_ms": round(float(np.percentile(index_latencies, 50)), 2),
+        "serve_index_p99_ms": round(float(np.percentile(index_latencies, 99)), 2),
         "index": {"kind": "faiss IVF-flat, inner product reduced to L2", "nlist": index.nlist, "nprobe": index.nprobe,
                   "target_recall": None if args.nprobe else args.target_recall,
                   "build_seconds": round(index_s, 1), "recall_users": len(recall_users)},
@@ -258,6 +269,11 @@ def measure(args) -> dict:
     }
 
 
+def _trained_on(row: dict) -> str:
+    measured = row.get("epoch_measured")
+    return f"{measured['users']:,} (scaled)" if measured else "all"
+
+
 def write_results(row: dict, results: Path = RESULTS) -> None:
     table = results.with_suffix(".md")
     rows = json.loads(results.read_text()) if results.exists() else []
@@ -271,16 +287,17 @@ def write_results(row: dict, results: Path = RESULTS) -> None:
         "",
         "Written by `benchmarks/scale.py`; each row's command is in scale.json. Epoch = one pass over every",
         "prefix of every user; evaluation = test split of the first 100k users, full + sampled-99; serving =",
-        "one user per request; recall = approximate index (IVF, nprobe of nlist cells in scale.json, calibrated",
-        "on other users) vs exact chunked top-10; query ms = per user in a batch of 1,000, index vs exact.",
+        "one user per request; 'scaled': the epoch trained on a user sample, its time scaled by users (the",
+        "measured part is in scale.json); recall = approximate index (IVF, nprobe of nlist cells in scale.json,",
+        "calibrated on other users) vs exact chunked top-10; query ms = per user in a batch of 1,000, index vs exact.",
         "",
-        "| items | interactions | loss | Ray workers | epoch s | epoch CPU s | peak RSS GB | eval users | eval s | serve p50 ms | serve p99 ms | index recall@10 | index / exact query ms | load avg |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| items | interactions | loss | Ray workers | epoch trained on users | epoch s | epoch CPU s | peak RSS GB | eval users | eval s | serve p50 / p99 ms, exact | serve p50 / p99 ms, index | index recall@10 | index / exact query ms | load avg |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {r.get('ray_workers', 0)} | {r['epoch_seconds']} | {r['epoch_cpu_seconds']} | "
-            f"{r['peak_rss_gb']} | {r['eval_users']:,} | {r['eval_seconds']} | {r['serve_p50_ms']} | {r['serve_p99_ms']} | "
+            f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {r.get('ray_workers', 0)} | {_trained_on(r)} | {r['epoch_seconds']} | {r['epoch_cpu_seconds']} | "
+            f"{r['peak_rss_gb']} | {r['eval_users']:,} | {r['eval_seconds']} | {r['serve_p50_ms']} / {r['serve_p99_ms']} | {r.get('serve_index_p50_ms', '-')} / {r.get('serve_index_p99_ms', '-')} | "
             f"{r['index_recall_at_10']} | {r.get('index_query_ms', '-')} / {r.get('exact_query_ms', '-')} | {r['load_average_1min_at_start']}-{r['load_average_1min_at_end']} |"
         )
     table.write_text("\n".join(lines) + "\n")
