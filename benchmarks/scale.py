@@ -116,14 +116,6 @@ def stand_in_text(folder: Path, dim: int = TEXT_DIM, seed: int = 0, chunk: int =
     return out
 
 
-def first_users(data, n: int):
-    from unisem.data.dataset import SequenceDataset
-
-    n = min(n, data.num_users)
-    return SequenceDataset(data.item_ids, data.item_texts, data.item_titles, data.user_ids[:n], data.histories[:n],
-                           data.valid_items[:n], data.test_items[:n], data.cold_items)
-
-
 def train_on_ray(cfg, data, text: np.ndarray, out: Path, workers: int):
     """The epoch under Ray Train with ``workers`` CPU workers (one core each), from features and embeddings
     on disk as the pipeline's train stage reads them. The epoch's seconds are rank 0's; its CPU seconds are
@@ -182,8 +174,7 @@ def measure(args) -> dict:
     if args.train_users and args.train_users < data.num_users:
         # A seeded sample of users, the whole catalog: a step costs what it costs in the full epoch (the
         # catalog-sized parts - ID table, item sampler, text - are all there), the epoch has fewer of them.
-        rows = np.sort(np.random.default_rng(1).choice(data.num_users, size=args.train_users, replace=False))
-        train_data, share = data.users(rows), args.train_users / data.num_users
+        train_data, share = data.sample_users(args.train_users, seed=1), args.train_users / data.num_users
     if args.workers:
         result = train_on_ray(cfg, train_data, text, out, args.workers)
     else:
@@ -192,7 +183,7 @@ def measure(args) -> dict:
     del text
     model = load_model(result.model_dir)
 
-    sub = first_users(data, EVAL_USERS)
+    sub = data.users(np.arange(min(EVAL_USERS, data.num_users)))
     report, eval_s, eval_cpu = timed(lambda: evaluate(model.scorer(), sub, cfg.evaluation, split="test",
                                                      max_len=cfg.data.max_seq_len, slices=False))
 

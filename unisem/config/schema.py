@@ -119,7 +119,7 @@ class TrainingConfig:
     # Users each epoch's validation ranks (a sample fixed for the run, drawn with training.seed, when there are
     # more; 0 = all): full ranking is U x N dot products per epoch, hours at a million users and items, while
     # the early-stopping decision needs a few thousand users. 25,000 keeps Beauty (22,363 users) whole; at a
-    # million items each 10,000 users cost about a minute of two CPU cores.
+    # million items 10,000 users took 377 s (valid_seconds of the 1M row in benchmarks/results/scale.json).
     valid_users: int = _f(25_000, min=0)
     show_progress: bool = True
     # full: the RQ-VAE encodes every catalog item at every step; batch: with loss=bce (where it is exact),

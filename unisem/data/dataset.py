@@ -63,6 +63,12 @@ class SequenceDataset:
                                tuple(self.histories[u] for u in rows), self.valid_items[rows], self.test_items[rows],
                                self.cold_items)
 
+    def sample_users(self, limit: int, seed: int) -> "SequenceDataset":
+        """All users up to ``limit`` (0 = no limit), else one seeded sample of ``limit`` of them, in their order."""
+        if limit == 0 or self.num_users <= limit:
+            return self
+        return self.users(np.sort(np.random.default_rng(seed).choice(self.num_users, size=limit, replace=False)))
+
     def __post_init__(self) -> None:
         n = len(self.user_ids)
         if not (len(self.histories) == len(self.valid_items) == len(self.test_items) == n):

@@ -5,8 +5,8 @@ to nearest neighbour (Bachrach et al., 2014): each item gets one more coordinate
 largest item norm M, and each query a 0 there, so |q - x|^2 = |q|^2 + M^2 - 2 q.x and the L2 order is the
 inner-product order exactly. Clustering the raw vectors and probing cells by inner product with their
 centroids instead (IVF with METRIC_INNER_PRODUCT) favours cells whose centroid is long, not those near the
-query; on a trained unisem table it kept 0.28 of the exact top-10 where the reduction keeps 0.47 at the same
-16 probes. A query scans the ``nprobe`` cells nearest to it - O(nprobe x N / nlist) dot products instead of
+query (trained unisem item vectors have nearly equal norms, so centroid norms say little about the
+query's nearest items). A query scans the ``nprobe`` cells nearest to it - O(nprobe x N / nlist) dot products instead of
 N. Exact chunked top-K (``unisem.model.retrieval``) stays the default; ``calibrate`` picks the fewest probes
 that keep a target share of the exact top-10 on real user states, and ``index_recall`` reports it. Stored in
 FAISS's own binary format (not pickle) with its probe count in a JSON file beside it.

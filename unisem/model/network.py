@@ -125,7 +125,7 @@ class UnisemNetwork(nn.Module):
         """The evaluation table (no ID dropout; cold items on the unknown ID); call in eval mode.
 
         No reconstruction rows: scoring never reads the reconstruction loss, and decoding every item back to
-        its text embedding was as much work again as encoding it (half the table's cost at a million items).
+        its text embedding was as much work again as encoding it.
         """
         return self.items(recon_rows=self.items.cold.new_zeros(0, dtype=torch.long))
 
