@@ -212,14 +212,14 @@ def log_pyfunc(model_dir: str | Path, input_example: pd.DataFrame | None = None,
 
     import mlflow
 
-    from unisem.model import load_model
-    from unisem.model.inference_by_id import ServingModel
+    from unisem.model.storage import ITEMS
     from unisem.registry.wheel import build_wheel
 
     model_dir = Path(model_dir)
     manifest = build_manifest(model_dir)
-    if input_example is None:
-        input_example = pd.DataFrame({"history": [list(ServingModel(load_model(model_dir)).item_ids[:3])]})
+    if input_example is None:  # three of the model's item ids, from its items file (no need to load the model)
+        ids = json.loads((model_dir / ITEMS).read_text())["item_ids"][:3]
+        input_example = pd.DataFrame({"history": [[str(i) for i in ids]]})
     pins = serving_requirements(with_index=(model_dir / ITEM_INDEX_FILE).exists())
     with tempfile.TemporaryDirectory(prefix="unisem-wheel-") as tmp:
         wheel = build_wheel(tmp, pins)
