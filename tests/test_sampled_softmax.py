@@ -59,11 +59,35 @@ def test_pool_holds_every_target_no_cold_item_and_true_expected_counts():
     targets = np.array([[0, 1, 2, 2], [0, 0, 3, 1]])
     sampler = pool_sampler(targets, num_items=6, cold_items=np.array([5]), distribution="uniform")
     assert sampler.warm_items.tolist() == [1, 2, 3, 4, 6]
-    pool, log_q = draw_pool(torch.from_numpy(targets), 50, sampler, torch.Generator().manual_seed(1))
-    assert {1, 2, 3} <= set(pool.tolist()) and 5 not in pool.tolist() and 0 not in pool.tolist()
+    pool = draw_pool(torch.from_numpy(targets), 50, sampler, torch.Generator().manual_seed(1))
+    items = pool.items.tolist()
+    assert {1, 2, 3} <= set(items) and 5 not in items and 0 not in items
     # item 2: 2 of the 5 training targets, 5 real positions here; 50 uniform draws over 5 warm items
-    at = pool.tolist().index(2)
-    assert math.isclose(float(log_q[at]), math.log(5 * 2 / 5 + 50 / 5), rel_tol=1e-6)
+    assert math.isclose(float(pool.log_q[items.index(2)]), math.log(5 * 2 / 5 + 50 / 5), rel_tol=1e-6)
+    # each position's target carries its own rate (0 at padding)
+    assert math.isclose(float(pool.target_log_q[0, 2]), math.log(5 * 2 / 5 + 50 / 5), rel_tol=1e-6)
+    assert float(pool.target_log_q[0, 0]) == 0.0 and float(pool.target_log_q[1, 1]) == 0.0
+
+
+def test_capped_in_batch_negatives_sample_positions_and_correct_for_that_rate():
+    """With in_batch=2 of 5 real positions, the pool holds targets of 2 sampled positions (and the draws),
+    and every rate counts 2 positions, not 5, so the correction matches how items really enter the pool."""
+    targets = np.array([[0, 1, 2, 2], [0, 0, 3, 1]])
+    sampler = pool_sampler(targets, num_items=6, cold_items=np.array([5]), distribution="uniform")
+    pool = draw_pool(torch.from_numpy(targets), 1, sampler, torch.Generator().manual_seed(1), in_batch=2)
+    items = pool.items.tolist()
+    assert 2 <= len(items) <= 3 and 0 not in items and 5 not in items
+    share = sampler.target_share.numpy()
+    expected = {i: math.log(2 * share[i] + 1 / 5) for i in range(1, 7) if i != 5}
+    for i, value in zip(items, pool.log_q.tolist()):
+        assert math.isclose(value, expected[i], rel_tol=1e-6)
+    # a target outside the pool still has the rate it would have entered it at
+    assert math.isclose(float(pool.target_log_q[1, 2]), expected[3], rel_tol=1e-6)
+    # the sampled positions follow the seed, and a cap at or above the positions changes nothing
+    again = draw_pool(torch.from_numpy(targets), 1, sampler, torch.Generator().manual_seed(1), in_batch=2)
+    assert again.items.tolist() == items
+    whole = draw_pool(torch.from_numpy(targets), 1, sampler, torch.Generator().manual_seed(1), in_batch=5)
+    assert {1, 2, 3} <= set(whole.items.tolist())
     pop = pool_sampler(targets, 6, np.array([5]), "popularity")
     assert float(pop.draw_probs[5]) == 0.0 and float(pop.draw_probs[2]) > float(pop.draw_probs[4]) > 0.0
 
@@ -100,13 +124,15 @@ def test_touched_items_table_gives_the_same_loss_as_the_full_catalog_table():
     rows = np.arange(16)
     inputs, targets = torch.from_numpy(arrays.inputs[rows]), torch.from_numpy(arrays.targets[rows])
     sampler = pool_sampler(arrays.targets, data.num_items, data.cold_items, "uniform")
-    pool, log_q = draw_pool(targets, 8, sampler, torch.Generator().manual_seed(0))
+    # a capped pool: some targets are outside it, and the touched table must still hold them
+    pool = draw_pool(targets, 8, sampler, torch.Generator().manual_seed(0), in_batch=10)
+    assert not set(targets[targets > 0].tolist()) <= set(pool.items.tolist())
     seen = torch.from_numpy(arrays.seen[rows])
     losses = {}
     for mode in ("batch", "full"):
         torch.manual_seed(0)
         net = build_network(small_cfg(item_table=mode), data.num_items, text, data.cold_items).eval()
-        losses[mode] = net(inputs, targets, pool=pool, pool_log_q=log_q, seen=seen).rec
+        losses[mode] = net(inputs, targets, pool=pool, seen=seen).rec
     assert torch.allclose(losses["batch"], losses["full"], atol=1e-5)
 
 

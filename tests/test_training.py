@@ -103,11 +103,13 @@ def test_same_seed_same_training_and_early_stopping(tmp_path):
     assert len(a.history) < 30 and len(a.history) == a.best_epoch + 2  # stopped `patience` epochs after the best
 
 
-def test_checkpoint_resume_continues_where_it_stopped(tmp_path):
+# sparse: lazy Adam on a sparse ID table (the large-catalog path), whose state the checkpoint carries too
+@pytest.mark.parametrize("extra", [{}, {"loss": "sampled", "sparse_id_min_items": 1}], ids=["dense", "sparse"])
+def test_checkpoint_resume_continues_where_it_stopped(tmp_path, extra):
     data, text = chain_dataset(users=120)
-    straight = fit(tiny_cfg(max_epochs=4, patience=10), data, text, tmp_path / "straight")
-    fit(tiny_cfg(max_epochs=2, patience=10), data, text, tmp_path / "resumed")
-    resumed = fit(tiny_cfg(max_epochs=4, patience=10), data, text, tmp_path / "resumed",
+    straight = fit(tiny_cfg(max_epochs=4, patience=10, **extra), data, text, tmp_path / "straight")
+    fit(tiny_cfg(max_epochs=2, patience=10, **extra), data, text, tmp_path / "resumed")
+    resumed = fit(tiny_cfg(max_epochs=4, patience=10, **extra), data, text, tmp_path / "resumed",
                   LocalRuntime(resume=tmp_path / "resumed" / "checkpoint"))
     assert len(resumed.history) == 4
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-5)
@@ -153,7 +155,8 @@ def test_length_batches_cover_every_user_once():
     assert max(len(b) for b in batches) == 8
 
 
-def test_fit_works_through_a_ddp_wrapper(tmp_path):
+@pytest.mark.parametrize("extra", [{"loss": "bce"}, {"loss": "sampled", "sparse_id_min_items": 1}], ids=["bce", "sparse-ids"])
+def test_fit_works_through_a_ddp_wrapper(tmp_path, extra):
     import torch.distributed as dist
 
     class DDPRuntime(LocalRuntime):
@@ -163,7 +166,7 @@ def test_fit_works_through_a_ddp_wrapper(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         data, text = chain_dataset(users=80)
-        result = fit(tiny_cfg(max_epochs=2, loss="bce"), data, text, tmp_path / "out", DDPRuntime())
+        result = fit(tiny_cfg(max_epochs=2, **extra), data, text, tmp_path / "out", DDPRuntime())
     finally:
         dist.destroy_process_group()
     assert load_model(result.model_dir).score(torch.tensor([[0, 1, 2]])).shape == (1, data.num_items + 1)
@@ -221,3 +224,33 @@ def test_saved_semantic_ids_are_the_saved_weights_codes(tmp_path):
     result = fit(tiny_cfg(max_epochs=2), data, text, tmp_path)
     stored = load_file(str(result.model_dir / "codebooks.safetensors"))["semantic_ids"]
     assert np.array_equal(stored, load_model(result.model_dir).semantic_ids)
+
+
+def test_sparse_id_updates_touch_only_the_rows_a_step_used():
+    """Lazy Adam: one step moves the ID rows of the step's items and leaves every other row as it was."""
+    from unisem.model import build_network
+    from unisem.model.network import sparse_id_updates
+    from unisem.train.examples import draw_pool, pool_sampler
+    from unisem.train.optimizer import TrainingOptimizer
+
+    data, text = chain_dataset(users=40)
+    cfg = tiny_cfg(loss="sampled", sparse_id_min_items=1, num_negatives=4)
+    assert sparse_id_updates(cfg.training, data.num_items)
+    assert not sparse_id_updates(replace_in(cfg, training={"loss": "ce"}).training, data.num_items)
+    assert not sparse_id_updates(replace_in(cfg, training={"sparse_id_min_items": data.num_items + 1}).training, data.num_items)
+    torch.manual_seed(0)
+    net = build_network(cfg, data.num_items, text, data.cold_items).train()
+    opt = TrainingOptimizer(net, 0.01, 0.0, torch.device("cpu"))
+    assert [type(o).__name__ for o in opt.parts] == ["Adam", "SparseAdam"]
+    arrays = training_arrays(data, 20)
+    rows = np.arange(4)
+    inputs, targets = torch.from_numpy(arrays.inputs[rows]), torch.from_numpy(arrays.targets[rows])
+    pool = draw_pool(targets, 4, pool_sampler(arrays.targets, data.num_items, data.cold_items, "uniform"), torch.Generator().manual_seed(0))
+    before = net.items.ids.weight.detach().clone()
+    net(inputs, targets, pool=pool, seen=torch.from_numpy(arrays.seen[rows])).total.backward()
+    opt.step()
+    moved = (net.items.ids.weight.detach() != before).any(1)
+    used = torch.zeros_like(moved)
+    used[torch.cat([inputs.ravel(), targets.ravel(), pool.items])] = True
+    used[0] = False
+    assert moved.any() and not (moved & ~used).any()

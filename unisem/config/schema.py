@@ -106,6 +106,15 @@ class TrainingConfig:
     # (uniform over warm items, or proportional to training popularity; cold items are never drawn).
     num_negatives: int = _f(256, min=1)
     negative_sampling: Literal["uniform", "popularity"] = "uniform"
+    # loss=sampled: in-batch negatives, a uniform sample of this many of the batch's target positions (0 = all).
+    # The softmax costs positions x pool: a batch of 256 long histories has 12,800 positions, and all of
+    # them as negatives made that 12,800 x 12,800 logits per step.
+    in_batch_negatives: int = _f(2048, min=0)
+    # Catalogs of at least this many items (0 = never) train the ID table with sparse gradients and lazy
+    # Adam (torch's SparseAdam: a step updates the rows it touched). A dense step reads and writes every
+    # row's weights and both moments: at a million items that was a fifth of the step. Not with loss=ce,
+    # whose softmax touches every row anyway; weight_decay does not apply to a sparse ID table.
+    sparse_id_min_items: int = _f(200_000, min=0)
     lr: float = _f(1e-3, min=0.0)
     weight_decay: float = _f(0.0, min=0.0)
     batch_size: int = _f(256, min=1)

@@ -8,6 +8,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose CPU mask comes from ``rand_like``: torch's CPU ``bernoulli_`` costs about 2.5x
+    more forward and backward, and the dropout layers were a tenth of a training step's CPU time at a
+    million items. Elsewhere (CUDA) torch's fused kernel is used."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, True)
+        return x * ((torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+
 def attention_mask(padding: torch.Tensor) -> torch.Tensor:
     """Bool [B, 1, T, T], True where query t may attend key s: s <= t and s is a real item.
 
@@ -47,8 +64,8 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads, dropout)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
-        self.drop = nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), Dropout(dropout), nn.Linear(ffn, dim))
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         if last_only:
@@ -71,7 +88,7 @@ class SASRec(nn.Module):
         self.dim, self.max_len = dim, max_len
         self.positions = nn.Embedding(max_len, dim)
         nn.init.normal_(self.positions.weight, std=0.02)  # N(0, 1) would drown the item vectors
-        self.emb_drop = nn.Dropout(dropout)
+        self.emb_drop = Dropout(dropout)
         self.blocks = nn.ModuleList([Block(dim, heads, ffn, dropout) for _ in range(blocks)])
         self.norm = nn.LayerNorm(dim)
 

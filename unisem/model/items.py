@@ -47,6 +47,7 @@ class ItemRepresentation(nn.Module):
         id_dim: int,
         id_only_dim: int,
         id_dropout: float = 0.0,
+        sparse_ids: bool = False,
     ) -> None:
         super().__init__()
         if variant not in MODEL_VARIANTS:
@@ -69,7 +70,8 @@ class ItemRepresentation(nn.Module):
             self.dim += quantizer_cfg.code_dim
         if self.has_id:
             width = id_dim if variant == "unified" else id_only_dim
-            self.ids = nn.Embedding(num_items + 2, width)
+            # sparse: its gradient holds the rows a step touched only (for lazy Adam on large catalogs)
+            self.ids = nn.Embedding(num_items + 2, width, sparse=sparse_ids)
             # Small init (as BERT/RecBole): Adam's steps have a fixed size, so small vectors reshape fast.
             nn.init.normal_(self.ids.weight, std=0.02)
             self.dim += width

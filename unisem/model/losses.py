@@ -16,6 +16,18 @@ class JointLoss(NamedTuple):
     recon: torch.Tensor
 
 
+class Pool(NamedTuple):
+    """A step's negatives: ``items`` (sorted unique item indices) with the log of each one's expected count in
+    the pool (``log_q``), and ``target_log_q`` [B, T], the same rate for each position's target (0 at padding).
+
+    A target need not be in the pool: it always has its own column, so the rate it is corrected by is the
+    rate it would have entered the pool at."""
+
+    items: torch.Tensor
+    log_q: torch.Tensor
+    target_log_q: torch.Tensor
+
+
 def bce_loss(states: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """The paper's (SASRec's) loss: per position, the target against one sampled negative, binary CE.
 
@@ -58,7 +70,7 @@ def sampled_softmax_loss(
     catalog and a constant ``log_q`` this is exactly ``ce_loss``.
     """
     pos = (states * table[targets]).sum(-1) - log_q[targets]
-    neg = states @ table[pool].T - log_q[pool][None, :]
+    neg = torch.addmm(log_q[pool][None, :], states, table[pool].T, alpha=1.0, beta=-1.0)
     drop = pool[None, :] == targets[:, None]
     if excluded is not None:
         drop = drop | excluded

@@ -12,7 +12,7 @@ from torch import nn
 
 from unisem.model.backbone import SASRec
 from unisem.model.items import ItemRepresentation, ItemTable
-from unisem.model.losses import JointLoss, bce_loss, ce_loss, joint_loss, sampled_softmax_loss
+from unisem.model.losses import JointLoss, Pool, bce_loss, ce_loss, joint_loss, sampled_softmax_loss
 
 
 def unwrap(model: nn.Module) -> "UnisemNetwork":
@@ -33,7 +33,8 @@ class UnisemNetwork(nn.Module):
         self.batch_table = cfg.training.item_table == "batch" and cfg.training.loss == "bce"
         self.items_table_mode = cfg.training.item_table
         self.items = ItemRepresentation(
-            m.variant, num_items, text_embeddings, cold_items, cfg.quantizer, m.id_dim, m.id_only_dim, m.id_dropout
+            m.variant, num_items, text_embeddings, cold_items, cfg.quantizer, m.id_dim, m.id_only_dim, m.id_dropout,
+            sparse_ids=sparse_id_updates(cfg.training, num_items),
         )
         self.backbone = SASRec(self.items.dim, cfg.data.max_seq_len, m.num_blocks, m.num_heads, m.ffn_dim, m.dropout)
 
@@ -61,20 +62,19 @@ class UnisemNetwork(nn.Module):
         inputs: torch.Tensor,
         targets: torch.Tensor,
         negatives: torch.Tensor | None = None,
-        pool: torch.Tensor | None = None,
-        pool_log_q: torch.Tensor | None = None,
+        pool: Pool | None = None,
         seen: torch.Tensor | None = None,
     ) -> JointLoss:
         """Joint loss of a batch: ``targets[b, t]`` is the item after ``inputs[b, :t+1]`` (0 = no target).
 
-        ``negatives`` [B, T] for BCE; ``pool`` [M] (sorted unique, every target among them), its ``pool_log_q``
-        [M] and the users' ``seen`` items [B, H] for the sampled softmax.
+        ``negatives`` [B, T] for BCE; the step's ``pool`` (``draw_pool``) and the users' ``seen`` items [B, H]
+        for the sampled softmax.
         """
         real = targets > 0
         if self.loss_name == "sampled":
-            if pool is None or pool_log_q is None:
+            if pool is None:
                 raise ValueError("training.loss=sampled needs a negative pool and its log sampling rates")
-            return self._sampled(inputs, targets, real, pool, pool_log_q, seen)
+            return self._sampled(inputs, targets, real, pool, seen)
         batch_items = torch.unique(torch.cat([inputs[inputs > 0], targets[real]]))
         if self.batch_table:
             touched = batch_items if negatives is None else torch.unique(torch.cat([batch_items, negatives[real]]))
@@ -90,29 +90,31 @@ class UnisemNetwork(nn.Module):
             rec = ce_loss(states, targets[real], table.vectors, self.blocked_classes())
         return joint_loss(rec, table.commit_loss, table.recon_loss, self.lambda_rq, self.lambda_text)
 
-    def _sampled(self, inputs, targets, real, pool, pool_log_q, seen) -> JointLoss:
-        """Sampled softmax on a table of the touched items only (inputs and pool; targets are in the pool).
+    def _sampled(self, inputs, targets, real, pool: Pool, seen) -> JointLoss:
+        """Sampled softmax on a table of the touched items only (inputs, targets and pool).
 
-        Exact, not an approximation: the loss reads no row outside inputs + pool, so the rows of the other
-        items would carry neither value nor gradient into it. With ``item_table=full`` the same loss runs on
-        the whole catalog's table (slower; the two give the same loss, which a test checks).
+        Exact, not an approximation: the loss reads no row outside them, so the rows of the other items
+        would carry neither value nor gradient into it. With ``item_table=full`` the same loss runs on the
+        whole catalog's table (slower; the two give the same loss, which a test checks).
         """
         batch_items = torch.unique(torch.cat([inputs[inputs > 0], targets[real]]))
+        items = pool.items
         if self.items_table_mode == "full":
             table: ItemTable = self.items(recon_rows=batch_items)
             vectors, local = table.vectors, (lambda x: x)
-            log_q = vectors.new_zeros(len(vectors)).index_put((pool,), pool_log_q.to(vectors.dtype))
         else:
-            touched = torch.unique(torch.cat([inputs[inputs > 0], pool]))
+            touched = torch.unique(torch.cat([batch_items, items]))
             table = self.items.rows(touched, recon_rows=batch_items)
             vectors = torch.cat([table.vectors.new_zeros(1, table.vectors.shape[1]), table.vectors])
             local = lambda x: torch.where(x > 0, torch.searchsorted(touched, x.contiguous()) + 1, 0)  # noqa: E731
-            log_q = vectors.new_zeros(len(vectors)).index_put((local(pool),), pool_log_q.to(vectors.dtype))
+        log_q = vectors.new_zeros(len(vectors))
+        log_q[local(targets[real])] = pool.target_log_q[real].to(vectors.dtype)
+        log_q[local(items)] = pool.log_q.to(vectors.dtype)
         states = self.backbone(vectors[local(inputs)], inputs == 0)[real]
         excluded = None
         if seen is not None:
-            excluded = own_positives(seen, pool, self.num_items)[real.nonzero()[:, 0]]
-        rec = sampled_softmax_loss(states, local(targets[real]), vectors, local(pool), log_q, excluded)
+            excluded = own_positives(seen, items, self.num_items)[real.nonzero()[:, 0]]
+        rec = sampled_softmax_loss(states, local(targets[real]), vectors, local(items), log_q, excluded)
         return joint_loss(rec, table.commit_loss, table.recon_loss, self.lambda_rq, self.lambda_text)
 
     def blocked_classes(self) -> torch.Tensor:
@@ -128,6 +130,13 @@ class UnisemNetwork(nn.Module):
         its text embedding was as much work again as encoding it.
         """
         return self.items(recon_rows=self.items.cold.new_zeros(0, dtype=torch.long))
+
+
+def sparse_id_updates(training, num_items: int) -> bool:
+    """Whether the ID table trains with sparse gradients: a catalog of at least ``sparse_id_min_items`` items
+    and a loss that touches only some rows per step (not ce)."""
+    limit = training.sparse_id_min_items
+    return bool(limit) and num_items >= limit and training.loss != "ce"
 
 
 def own_positives(seen: torch.Tensor, pool: torch.Tensor, num_items: int) -> torch.Tensor:

@@ -16,11 +16,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from unisem.atomic import atomic_dir
+from unisem.train.optimizer import TrainingOptimizer
 
 STATE_TENSORS, STATE_JSON, BEST = "state.safetensors", "state.json", "best"
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _optimizer_tensors(opt: TrainingOptimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = opt.state_dict()
     tensors = {}
     for pid, st in sd["state"].items():
@@ -30,7 +31,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 
 
 def save_checkpoint(
-    folder: Path, network: torch.nn.Module, opt: torch.optim.Optimizer, loop_state: dict, generator: torch.Generator, best_model: Path | None
+    folder: Path, network: torch.nn.Module, opt: TrainingOptimizer, loop_state: dict, generator: torch.Generator, best_model: Path | None
 ) -> Path:
     with atomic_dir(folder) as tmp:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
@@ -54,7 +55,7 @@ def checkpoint_loop_state(folder: Path) -> dict | None:
     return json.loads(path.read_text())["loop"]
 
 
-def load_checkpoint(folder: Path, network: torch.nn.Module, opt: torch.optim.Optimizer, generator: torch.Generator) -> dict:
+def load_checkpoint(folder: Path, network: torch.nn.Module, opt: TrainingOptimizer, generator: torch.Generator) -> dict:
     """Restore network, optimizer and sampler state in place; returns the loop state."""
     for name in (STATE_TENSORS, STATE_JSON):
         if not (folder / name).exists():

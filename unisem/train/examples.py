@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from unisem.data.dataset import SequenceDataset, pad_left
+from unisem.model.losses import Pool
 
 
 class TrainingArrays(NamedTuple):
@@ -103,19 +104,31 @@ def pool_sampler(targets: np.ndarray, num_items: int, cold_items: np.ndarray, di
 
 
 def draw_pool(
-    targets: torch.Tensor, num_negatives: int, sampler: PoolSampler, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The step's pool (sorted unique item indices: the batch's targets and ``num_negatives`` draws) and the
-    log of each pool item's expected count, ``P * target_share + K * draw_prob`` for P real target positions.
+    targets: torch.Tensor, num_negatives: int, sampler: PoolSampler, generator: torch.Generator, in_batch: int = 0
+) -> Pool:
+    """The step's pool: the batch's targets (a uniform sample of ``in_batch`` of its positions when it has
+    more; 0 = all) and ``num_negatives`` draws, with the log expected counts ``S * target_share + K * draw_prob``
+    for S sampled positions.
 
-    The expected count is the rate logQ corrects for: an item enters the pool as some position's target
-    about ``P * share`` times and as a draw ``K * p`` times per step.
+    The expected count is the rate logQ corrects for: an item enters the pool as a sampled position's target
+    about ``S * share`` times and as a draw ``K * p`` times per step. Sampling positions (not unique items)
+    keeps in-batch negatives what they are, draws from the target distribution, only fewer of them: the
+    softmax costs positions x pool, so without the cap a batch of long histories (12,800 positions) pays
+    12,800 x 12,800 logits.
     """
-    real = targets[targets > 0]
+    mask = targets > 0
+    real = targets[mask]
+    if in_batch and len(real) > in_batch:
+        real = real[torch.randperm(len(real), generator=generator)[:in_batch]]
     if sampler.uniform:
         draws = sampler.warm_items[torch.randint(0, len(sampler.warm_items), (num_negatives,), generator=generator)]
     else:
         draws = torch.multinomial(sampler.draw_probs, num_negatives, replacement=True, generator=generator)
     pool = torch.unique(torch.cat([real, draws]))
-    expected = len(real) * sampler.target_share[pool] + num_negatives * sampler.draw_probs[pool]
-    return pool, expected.log().float()
+
+    def log_rate(items: torch.Tensor) -> torch.Tensor:
+        return (len(real) * sampler.target_share[items] + num_negatives * sampler.draw_probs[items]).log().float()
+
+    target_log_q = torch.zeros(targets.shape, dtype=torch.float32)
+    target_log_q[mask] = log_rate(targets[mask])
+    return Pool(pool, log_rate(pool), target_log_q)

@@ -17,12 +17,14 @@ import torch
 
 from unisem.data.contract import InputError
 from unisem.data.dataset import SequenceDataset
+from unisem.model.losses import Pool
 from unisem.model.network import build_network, unwrap
 from unisem.model.recommender import Recommender
 from unisem.model.storage import save_model
 from unisem.progress import say
 from unisem.train.checkpoint import BEST, load_checkpoint, save_checkpoint
 from unisem.train.examples import draw_pool, length_batches, pool_sampler, training_arrays, training_negatives, trim_padding
+from unisem.train.optimizer import TrainingOptimizer
 from unisem.train.progress import epoch_line
 from unisem.train.runtime import LocalRuntime, TrainRuntime
 from unisem.train.seeding import configure_threads, seed_everything
@@ -95,9 +97,9 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
     model = runtime.prepare_model(network)
     net = unwrap(model)
     device = runtime.device
-    # Fused Adam: one kernel over all parameters instead of several passes per tensor. The ID table is
-    # most of them (N x id_dim), which the unfused step reads and writes several times per batch.
-    opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=device.type in ("cpu", "cuda"))
+    # Fused Adam: one kernel over all parameters instead of several passes per tensor (the ID table is most
+    # of them); lazy Adam for an ID table with sparse gradients (training.sparse_id_min_items).
+    opt = TrainingOptimizer(model, t.lr, t.weight_decay, device)
     sampler = torch.Generator().manual_seed(t.seed * 1009 + runtime.rank)
 
     arrays = training_arrays(data, cfg.data.max_seq_len)
@@ -142,8 +144,8 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
             if t.loss == "bce":
                 negatives = training_negatives(torch.from_numpy(arrays.seen[rows]), tuple(inputs.shape), warm, sampler).to(device)
             elif pools is not None:
-                pool, log_q = draw_pool(targets, t.num_negatives, pools, sampler)
-                extra = {"pool": pool.to(device), "pool_log_q": log_q.to(device), "seen": to_device(torch.from_numpy(arrays.seen[rows]), device)}
+                pool = draw_pool(targets, t.num_negatives, pools, sampler, t.in_batch_negatives)
+                extra = {"pool": Pool(*(to_device(x, device) for x in pool)), "seen": to_device(torch.from_numpy(arrays.seen[rows]), device)}
             loss = model(to_device(inputs, device), to_device(targets, device), negatives, **extra)
             opt.zero_grad(set_to_none=True)
             loss.total.backward()
