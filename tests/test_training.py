@@ -229,15 +229,14 @@ def test_saved_semantic_ids_are_the_saved_weights_codes(tmp_path):
 def test_sparse_id_updates_touch_only_the_rows_a_step_used():
     """Lazy Adam: one step moves the ID rows of the step's items and leaves every other row as it was."""
     from unisem.model import build_network
-    from unisem.model.network import sparse_id_updates
     from unisem.train.examples import draw_pool, pool_sampler
     from unisem.train.optimizer import TrainingOptimizer
 
     data, text = chain_dataset(users=40)
     cfg = tiny_cfg(loss="sampled", sparse_id_min_items=1, num_negatives=4)
-    assert sparse_id_updates(cfg.training, data.num_items)
-    assert not sparse_id_updates(replace_in(cfg, training={"loss": "ce"}).training, data.num_items)
-    assert not sparse_id_updates(replace_in(cfg, training={"sparse_id_min_items": data.num_items + 1}).training, data.num_items)
+    assert cfg.training.sparse_ids_for(data.num_items)
+    assert not replace_in(cfg, training={"loss": "ce"}).training.sparse_ids_for(data.num_items)
+    assert not replace_in(cfg, training={"sparse_id_min_items": data.num_items + 1}).training.sparse_ids_for(data.num_items)
     torch.manual_seed(0)
     net = build_network(cfg, data.num_items, text, data.cold_items).train()
     opt = TrainingOptimizer(net, 0.01, 0.0, torch.device("cpu"))
@@ -254,3 +253,17 @@ def test_sparse_id_updates_touch_only_the_rows_a_step_used():
     used[torch.cat([inputs.ravel(), targets.ravel(), pool.items])] = True
     used[0] = False
     assert moved.any() and not (moved & ~used).any()
+
+
+def test_auto_loss_is_ce_for_small_catalogs_and_sampled_for_large_ones(tmp_path):
+    t = UnisemConfig().training
+    assert t.loss == "auto"
+    assert t.loss_for(t.sampled_min_items - 1) == "ce" and t.loss_for(t.sampled_min_items) == "sampled"
+    assert replace_in(UnisemConfig(), training={"loss": "bce"}).training.loss_for(10**7) == "bce"
+    auto = replace_in(UnisemConfig(), training={"sampled_min_items": 1}).training
+    assert auto.sparse_ids_for(10**6) and not replace_in(UnisemConfig(), training={"loss": "ce"}).training.sparse_ids_for(10**6)
+    # fit decides once, and the saved model's configuration says which loss it trained with
+    data, text = chain_dataset(users=60)
+    result = fit(tiny_cfg(max_epochs=1, sampled_min_items=1), data, text, tmp_path / "out")
+    saved = json.loads((result.model_dir / "config.json").read_text())
+    assert saved["config"]["training"]["loss"] == "sampled"

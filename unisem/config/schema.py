@@ -99,9 +99,14 @@ class ModelConfig:
 class TrainingConfig:
     # ce: full softmax over the catalog; bce: one sampled negative per position (the paper's); sampled:
     # softmax against a shared pool (in-batch targets + num_negatives drawn items), logQ-corrected, on a
-    # table of the touched items only - bounded cost per step whatever the catalog size (1M items). The
-    # default stays ce until a Beauty comparison of sampled vs ce (3 seeds, both protocols) is measured.
-    loss: Literal["bce", "ce", "sampled"] = "ce"
+    # table of the touched items only - bounded cost per step whatever the catalog size (1M items).
+    # auto (the default): ce below sampled_min_items items, sampled from there on. On Beauty (12,101 items)
+    # ce is the more accurate (full NDCG@10 0.0532 against sampled's 0.0511, benchmarks/results/beauty.md)
+    # and still affordable (82 against 27 CPU-s an epoch). Its step encodes every item and scores positions
+    # x catalog logits, so that gap grows with the catalog: at 50,000 items a batch of long histories needs
+    # 12,800 x 50,000 logits (2.6 GB); a million items are out of reach.
+    loss: Literal["auto", "bce", "ce", "sampled"] = "auto"
+    sampled_min_items: int = _f(50_000, min=1)
     # loss=sampled: items drawn per step beyond the batch's own targets, and from which distribution
     # (uniform over warm items, or proportional to training popularity; cold items are never drawn).
     num_negatives: int = _f(256, min=1)
@@ -112,8 +117,8 @@ class TrainingConfig:
     in_batch_negatives: int = _f(2048, min=0)
     # Catalogs of at least this many items (0 = never) train the ID table with sparse gradients and lazy
     # Adam (torch's SparseAdam: a step updates the rows it touched). A dense step reads and writes every
-    # row's weights and both moments: at a million items that was a fifth of the step. Not with loss=ce,
-    # whose softmax touches every row anyway; weight_decay does not apply to a sparse ID table.
+    # row's weights and both moments: at a million items that was a fifth of the step. Not with ce, whose
+    # softmax touches every row anyway; weight_decay does not apply to a sparse ID table.
     sparse_id_min_items: int = _f(200_000, min=0)
     lr: float = _f(1e-3, min=0.0)
     weight_decay: float = _f(0.0, min=0.0)
@@ -142,6 +147,18 @@ class TrainingConfig:
     use_gpu: bool = False
     cpus_per_worker: int = _f(1, min=1)
     max_failures: int = _f(2, min=0)
+
+    def loss_for(self, num_items: int) -> str:
+        """The loss a catalog of ``num_items`` items trains with: ``loss``, with ``auto`` decided by size."""
+        if self.loss != "auto":
+            return self.loss
+        return "sampled" if num_items >= self.sampled_min_items else "ce"
+
+    def sparse_ids_for(self, num_items: int) -> bool:
+        """Whether the ID table trains with sparse gradients: a catalog of at least ``sparse_id_min_items``
+        items and a loss that touches only some rows per step (not ce)."""
+        limit = self.sparse_id_min_items
+        return bool(limit) and num_items >= limit and self.loss_for(num_items) != "ce"
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,15 @@ class UnisemNetwork(nn.Module):
     def __init__(self, cfg, num_items: int, text_embeddings: torch.Tensor | None, cold_items: torch.Tensor) -> None:
         super().__init__()
         m = cfg.model
-        self.loss_name = cfg.training.loss
+        self.loss_name = cfg.training.loss_for(num_items)
         self.lambda_rq, self.lambda_text = cfg.training.lambda_rq, cfg.training.lambda_text
         # Only exact for BCE: with a full softmax, items outside the batch would sit in the denominator
         # without gradient, and the encoder learns to inflate every batch item against them (it diverges).
-        self.batch_table = cfg.training.item_table == "batch" and cfg.training.loss == "bce"
+        self.batch_table = cfg.training.item_table == "batch" and self.loss_name == "bce"
         self.items_table_mode = cfg.training.item_table
         self.items = ItemRepresentation(
             m.variant, num_items, text_embeddings, cold_items, cfg.quantizer, m.id_dim, m.id_only_dim, m.id_dropout,
-            sparse_ids=sparse_id_updates(cfg.training, num_items),
+            sparse_ids=cfg.training.sparse_ids_for(num_items),
         )
         self.backbone = SASRec(self.items.dim, cfg.data.max_seq_len, m.num_blocks, m.num_heads, m.ffn_dim, m.dropout)
 
@@ -130,13 +130,6 @@ class UnisemNetwork(nn.Module):
         its text embedding was as much work again as encoding it.
         """
         return self.items(recon_rows=self.items.cold.new_zeros(0, dtype=torch.long))
-
-
-def sparse_id_updates(training, num_items: int) -> bool:
-    """Whether the ID table trains with sparse gradients: a catalog of at least ``sparse_id_min_items`` items
-    and a loss that touches only some rows per step (not ce)."""
-    limit = training.sparse_id_min_items
-    return bool(limit) and num_items >= limit and training.loss != "ce"
 
 
 def own_positives(seen: torch.Tensor, pool: torch.Tensor, num_items: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from unisem.config import replace_in
 from unisem.data.contract import InputError
 from unisem.data.dataset import SequenceDataset
 from unisem.model.losses import Pool
@@ -90,6 +91,8 @@ def fit(cfg, data: SequenceDataset, text_embeddings: np.ndarray | None, out_dir:
     ``on_epoch`` (e.g. live MLflow metrics) as soon as it is known."""
     runtime = runtime or LocalRuntime()
     out_dir = Path(out_dir)
+    # training.loss=auto decided once, here: the network, the loop and the saved model's config all see it
+    cfg = replace_in(cfg, training={"loss": cfg.training.loss_for(data.num_items)})
     t = cfg.training
     configure_threads()
     seed_everything(t.seed)  # the same on every worker: identical initial weights
