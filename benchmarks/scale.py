@@ -7,7 +7,8 @@ One row per (items, interactions, loss), merged into benchmarks/results/scale.js
 benchmarks/results/scale.md:
 
 - ``epoch_seconds`` / ``epoch_cpu_seconds``: one training epoch (every prefix of every user), wall and
-  process CPU, the default model with ``training.loss`` (default ``sampled``);
+  process CPU, the default model with ``training.loss`` (default ``auto``: sampled at these sizes), the ID
+  table sparse where ``training.sparse_id_min_items`` says so (both recorded in the row);
 - ``peak_rss_gb``: the benchmark process's peak resident set (data generation runs in a child process,
   the CLI, so it is not counted; everything after it is: loading, training, evaluation, serving, index;
   with ``--workers`` the Ray workers' own memory is not in it);
@@ -229,7 +230,9 @@ def measure(args) -> dict:
         "items": args.items,
         "interactions": args.interactions,
         "users": data.num_users,
-        "loss": args.loss,
+        "loss": cfg.training.loss_for(data.num_items),
+        "sparse_ids": cfg.training.sparse_ids_for(data.num_items),
+        "in_batch_negatives": cfg.training.in_batch_negatives,
         # The catalog-wide part (codebook init) once, the per-batch part scaled by users.
         "epoch_seconds": round(scaled(epoch, "seconds", share), 1),
         "epoch_cpu_seconds": round(scaled(epoch, "cpu_seconds", share), 1),
@@ -291,12 +294,12 @@ def write_results(row: dict, results: Path = RESULTS) -> None:
         "measured part is in scale.json); recall = approximate index (IVF, nprobe of nlist cells in scale.json,",
         "calibrated on other users) vs exact chunked top-10; query ms = per user in a batch of 1,000, index vs exact.",
         "",
-        "| items | interactions | loss | Ray workers | epoch trained on users | epoch s | epoch CPU s | peak RSS GB | eval users | eval s | serve p50 / p99 ms, exact | serve p50 / p99 ms, index | index recall@10 | index / exact query ms | load avg |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| items | interactions | loss | sparse IDs | Ray workers | epoch trained on users | epoch s | epoch CPU s | peak RSS GB | eval users | eval s | serve p50 / p99 ms, exact | serve p50 / p99 ms, index | index recall@10 | index / exact query ms | load avg |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {r.get('ray_workers', 0)} | {_trained_on(r)} | {r['epoch_seconds']} | {r['epoch_cpu_seconds']} | "
+            f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {'yes' if r.get('sparse_ids') else 'no'} | {r.get('ray_workers', 0)} | {_trained_on(r)} | {r['epoch_seconds']} | {r['epoch_cpu_seconds']} | "
             f"{r['peak_rss_gb']} | {r['eval_users']:,} | {r['eval_seconds']} | {r['serve_p50_ms']} / {r['serve_p99_ms']} | {r.get('serve_index_p50_ms', '-')} / {r.get('serve_index_p99_ms', '-')} | "
             f"{r['index_recall_at_10']} | {r.get('index_query_ms', '-')} / {r.get('exact_query_ms', '-')} | {r['load_average_1min_at_start']}-{r['load_average_1min_at_end']} |"
         )
@@ -307,7 +310,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--interactions", type=int, default=1_000_000)
-    parser.add_argument("--loss", default="sampled", choices=("sampled", "ce", "bce"))
+    parser.add_argument("--loss", default="auto", choices=("auto", "sampled", "ce", "bce"),
+                        help="training.loss (auto: the product's rule by catalog size; the row records the loss used)")
     parser.add_argument("--train-users", type=int, default=0,
                         help="train the epoch on a seeded sample of this many users and scale its time by users "
                              "(0: every user); evaluation and serving still see every user")
