@@ -101,10 +101,10 @@ class TrainingConfig:
     # softmax against a shared pool (in-batch targets + num_negatives drawn items), logQ-corrected, on a
     # table of the touched items only - bounded cost per step whatever the catalog size (1M items).
     # auto (the default): ce below sampled_min_items items, sampled from there on. On Beauty (12,101 items)
-    # ce is the more accurate (full NDCG@10 0.0532 against sampled's 0.0511, benchmarks/results/beauty.md)
-    # and still affordable (82 against 27 CPU-s an epoch). Its step encodes every item and scores positions
-    # x catalog logits, so that gap grows with the catalog: at 50,000 items a batch of long histories needs
-    # 12,800 x 50,000 logits (2.6 GB); a million items are out of reach.
+    # ce is the more accurate (full NDCG@10 0.0532 against sampled's 0.0515, 3 seeds each; beauty.md) and
+    # still affordable (82 against 30 CPU-s an epoch, one thread). Its step encodes every item and scores
+    # positions x catalog logits, so that gap grows with the catalog: at 50,000 items a batch of long
+    # histories needs 12,800 x 50,000 logits (2.6 GB); a million items are out of reach.
     loss: Literal["auto", "bce", "ce", "sampled"] = "auto"
     sampled_min_items: int = _f(50_000, min=1)
     # loss=sampled: items drawn per step beyond the batch's own targets, and from which distribution
