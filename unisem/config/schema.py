@@ -93,6 +93,10 @@ class ModelConfig:
     dropout: float = _f(0.5, min=0.0, max=0.95)
     # Probability of replacing an item's ID part by the shared "unknown" vector during training (cold start).
     id_dropout: float = _f(0.0, min=0.0, max=1.0)
+    # The ID part of an item without interactions (held out, or new since training) in a unified model:
+    # unknown = the shared unknown vector; neighbours = the mean ID vector of the warm items sharing the
+    # longest prefix of its semantic ID (unisem.model.cold_ids), the unknown vector where none does.
+    cold_id: Literal["unknown", "neighbours"] = "unknown"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from unisem.config.schema import MODEL_VARIANTS
+from unisem.model.cold_ids import shared_prefix_means
 from unisem.quantize.rqvae import RQVAE
 
 # Catalog rows per encoder pass when the whole catalog is encoded without gradient (evaluation tables, code
@@ -48,11 +49,12 @@ class ItemRepresentation(nn.Module):
         id_only_dim: int,
         id_dropout: float = 0.0,
         sparse_ids: bool = False,
+        cold_id: str = "unknown",
     ) -> None:
         super().__init__()
         if variant not in MODEL_VARIANTS:
             raise ValueError(f"model.variant: unknown value {variant!r}; expected one of {', '.join(MODEL_VARIANTS)}")
-        self.variant, self.num_items, self.id_dropout = variant, num_items, id_dropout
+        self.variant, self.num_items, self.id_dropout, self.cold_id = variant, num_items, id_dropout, cold_id
         self.has_semantic = variant in ("unified", "semantic-only")
         self.has_id = variant in ("unified", "id-only")
         cold = torch.zeros(num_items + 1, dtype=torch.bool)
@@ -80,6 +82,21 @@ class ItemRepresentation(nn.Module):
     def unknown_id(self) -> int:
         """Row of the ID table that holds the shared "unknown" vector (after the N items and padding)."""
         return self.num_items + 1
+
+    @property
+    def borrows_ids(self) -> bool:
+        """Cold items take the ID vectors of the warm items sharing their semantic ID (``model.cold_id``)."""
+        return self.cold_id == "neighbours" and self.has_id and self.has_semantic
+
+    @torch.no_grad()
+    def borrowed_ids(self, query_codes: torch.Tensor, catalog_codes: torch.Tensor, catalog_ids: torch.Tensor) -> torch.Tensor:
+        """ID parts [M, width] of items known by their semantic IDs [M, L] only: the mean ID vector of the
+        warm catalog items sharing the longest code prefix (``unisem.model.cold_ids``), else the unknown
+        vector. ``catalog_codes`` [N, L] and ``catalog_ids`` [N, width] are the catalog's rows 1..N."""
+        warm = ~self.cold[1:]
+        means, found = shared_prefix_means(catalog_codes[warm], catalog_ids[warm], query_codes, self.rqvae.quantizer.codebook_size)
+        unknown = self.ids.weight[self.unknown_id].expand_as(means)
+        return torch.where(found[:, None], means, unknown)
 
     def id_vectors(self, items: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
         """ID parts [M, width] of ``items``; where ``unknown`` is set, the shared unknown vector instead.
@@ -110,7 +127,10 @@ class ItemRepresentation(nn.Module):
             out = self.rqvae(x.to(self.text.device))
             parts.append(out.z)
             codes = out.codes
-        if self.has_id:
+        if self.has_id and self.borrows_ids:
+            catalog = self(recon_rows=self.cold.new_zeros(0, dtype=torch.long))  # eval table: codes and ID parts
+            parts.append(self.borrowed_ids(codes, catalog.codes[1:], catalog.vectors[1:, -self.ids.weight.shape[1] :]))
+        elif self.has_id:
             index = torch.zeros(x.shape[0], dtype=torch.long, device=self.ids.weight.device)
             parts.append(self.id_vectors(index, torch.ones_like(index, dtype=torch.bool)))
         return torch.cat(parts, dim=1), codes
@@ -223,7 +243,10 @@ class ItemRepresentation(nn.Module):
             unknown = self.cold[1:].clone()
             if self.training and self.id_dropout > 0:
                 unknown |= torch.rand(self.num_items, device=index.device) < self.id_dropout
-            parts.append(self.id_vectors(index, unknown))
+            ids = self.id_vectors(index, unknown)
+            if codes is not None and not self.training and self.borrows_ids and bool(self.cold[1:].any()):
+                ids = ids.index_put((self.cold[1:],), self.borrowed_ids(codes[1:][self.cold[1:]], codes[1:], ids))
+            parts.append(ids)
         vectors = torch.cat(parts, dim=1)
         vectors = torch.cat([vectors.new_zeros(1, vectors.shape[1]), vectors])
         return ItemTable(vectors, codes, commit, recon, norms)

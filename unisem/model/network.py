@@ -34,7 +34,7 @@ class UnisemNetwork(nn.Module):
         self.items_table_mode = cfg.training.item_table
         self.items = ItemRepresentation(
             m.variant, num_items, text_embeddings, cold_items, cfg.quantizer, m.id_dim, m.id_only_dim, m.id_dropout,
-            sparse_ids=cfg.training.sparse_ids_for(num_items),
+            sparse_ids=cfg.training.sparse_ids_for(num_items), cold_id=m.cold_id,
         )
         self.backbone = SASRec(self.items.dim, cfg.data.max_seq_len, m.num_blocks, m.num_heads, m.ffn_dim, m.dropout)
 
