@@ -102,7 +102,8 @@ class ItemRepresentation(nn.Module):
         """ID parts [M, width] of ``items``; where ``unknown`` is set, the shared unknown vector instead.
 
         The one rule for a cold item's ID part: held-out items, ID dropout and items added after training
-        (``text_only_vectors``) all go through here.
+        (``text_only_vectors``) all go through here; with ``model.cold_id=neighbours`` the evaluation table
+        and new items then replace the unknown vector by ``borrowed_ids`` where a neighbour exists.
         """
         return self.ids(torch.where(unknown, self.unknown_id, items))
 
