@@ -31,10 +31,14 @@ def test_longest_shared_prefix_wins_and_no_shared_code_is_not_found():
     assert means[3].tolist() == [0.0, 0.0]
 
 
+def net_cfg(cold_id: str = "neighbours"):
+    return replace_in(UnisemConfig(), model={"cold_id": cold_id, "id_dim": 8},
+                      quantizer={"codebook_size": 4, "code_dim": 8, "encoder_hidden": [16], "levels": 2})
+
+
 def _net(cold_id: str, cold_items):
     data, text = chain_dataset(users=40)
-    cfg = replace_in(UnisemConfig(), model={"cold_id": cold_id, "id_dim": 8},
-                     quantizer={"codebook_size": 4, "code_dim": 8, "encoder_hidden": [16], "levels": 2})
+    cfg = net_cfg(cold_id)
     torch.manual_seed(0)
     net = build_network(cfg, data.num_items, text, cold_items)
     net.train()
@@ -52,6 +56,7 @@ def test_the_evaluation_table_gives_cold_items_their_neighbours_mean_id():
     warm[cold - 1] = False
     means, found = shared_prefix_means(codes[warm], ids[warm], codes[cold - 1], 4)
     unknown = net.items.ids.weight.detach()[net.items.unknown_id]
+    assert found.any()  # else this test could not tell borrowing from the unknown vector
     for row, item in enumerate(cold.tolist()):
         want = means[row] if found[row] else unknown
         assert torch.allclose(table.vectors[item, -width:], want)
@@ -71,3 +76,17 @@ def test_items_added_after_training_borrow_ids_the_same_way():
     means, found = shared_prefix_means(catalog_codes, ids, codes, 4)
     assert found.all()
     assert torch.allclose(vectors[:, -width:], means)
+
+
+def test_a_serving_model_borrows_from_the_table_it_holds_as_from_a_fresh_encoding():
+    from unisem.model.recommender import Recommender
+
+    net, text = _net("neighbours", [3])
+    rec = Recommender(net, net_cfg(), tuple(f"i{i}" for i in range(1, net.num_items + 1)), ("",) * net.num_items)
+    held, held_codes = rec.text_only_vectors(text[1:4])
+    fresh, fresh_codes = net.items.text_only_vectors(torch.as_tensor(text[1:4]))
+    assert torch.equal(held_codes, fresh_codes) and torch.allclose(held, fresh)
+    # items appended to the served catalog do not lend their IDs to the next new items
+    rec.extend(["new1", "new2", "new3"], held, held_codes)
+    again, _ = rec.text_only_vectors(text[1:4])
+    assert torch.allclose(again, fresh)

@@ -267,3 +267,16 @@ def test_auto_loss_is_ce_for_small_catalogs_and_sampled_for_large_ones(tmp_path)
     result = fit(tiny_cfg(max_epochs=1, sampled_min_items=1), data, text, tmp_path / "out")
     saved = json.loads((result.model_dir / "config.json").read_text())
     assert saved["config"]["training"]["loss"] == "sampled"
+
+
+def test_dropout_keeps_the_expected_value_drops_its_share_and_is_off_in_eval():
+    from unisem.model.backbone import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    layer = Dropout(0.3).train()
+    y = layer(x)
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert torch.equal(layer.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)

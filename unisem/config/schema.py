@@ -121,7 +121,7 @@ class TrainingConfig:
     in_batch_negatives: int = _f(2048, min=0)
     # Catalogs of at least this many items (0 = never) train the ID table with sparse gradients and lazy
     # Adam (torch's SparseAdam: a step updates the rows it touched). A dense step reads and writes every
-    # row's weights and both moments: at a million items that was a fifth of the step. Not with ce, whose
+    # row's weights and both moments, a cost that grows with the catalog, not the batch. Not with ce, whose
     # softmax touches every row anyway; weight_decay does not apply to a sparse ID table.
     sparse_id_min_items: int = _f(200_000, min=0)
     lr: float = _f(1e-3, min=0.0)

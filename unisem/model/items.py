@@ -98,6 +98,10 @@ class ItemRepresentation(nn.Module):
         unknown = self.ids.weight[self.unknown_id].expand_as(means)
         return torch.where(found[:, None], means, unknown)
 
+    def id_part(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The ID columns of item vectors [M, d] (the last ones: an item vector is [z ; e])."""
+        return vectors[:, self.dim - self.ids.weight.shape[1] :]
+
     def id_vectors(self, items: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
         """ID parts [M, width] of ``items``; where ``unknown`` is set, the shared unknown vector instead.
 
@@ -108,11 +112,16 @@ class ItemRepresentation(nn.Module):
         return self.ids(torch.where(unknown, self.unknown_id, items))
 
     @torch.no_grad()
-    def text_only_vectors(self, text_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def text_only_vectors(
+        self, text_embeddings: torch.Tensor, catalog_vectors: torch.Tensor | None = None, catalog_codes: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Item vectors [M, d] and semantic IDs [M, L] (or None) of items known only by their text embedding.
 
-        Built as the table builds a cold item: ``z`` from the RQ-VAE of the text and the unknown ID vector;
-        an id-only model has nothing but the unknown vector. For items that arrived after training.
+        Built as the table builds a cold item: ``z`` from the RQ-VAE of the text and the unknown ID vector
+        (or the borrowed one, ``model.cold_id``); an id-only model has nothing but the unknown vector. For
+        items that arrived after training. Borrowing reads the catalog's evaluation table (vectors [N+1, d] and
+        codes [N+1, L]): pass both when they are already computed (a serving model holds them), else it is
+        computed here.
         """
         x = torch.as_tensor(text_embeddings, dtype=torch.float32)
         if x.ndim != 2 or x.shape[0] == 0:
@@ -129,8 +138,11 @@ class ItemRepresentation(nn.Module):
             parts.append(out.z)
             codes = out.codes
         if self.has_id and self.borrows_ids:
-            catalog = self(recon_rows=self.cold.new_zeros(0, dtype=torch.long))  # eval table: codes and ID parts
-            parts.append(self.borrowed_ids(codes, catalog.codes[1:], catalog.vectors[1:, -self.ids.weight.shape[1] :]))
+            if catalog_vectors is None or catalog_codes is None:
+                table = self(recon_rows=self.cold.new_zeros(0, dtype=torch.long))  # the evaluation table
+                catalog_vectors, catalog_codes = table.vectors, table.codes
+            n = self.num_items  # the trained catalog's rows only, not items appended after it
+            parts.append(self.borrowed_ids(codes, catalog_codes[1 : n + 1], self.id_part(catalog_vectors[1 : n + 1])))
         elif self.has_id:
             index = torch.zeros(x.shape[0], dtype=torch.long, device=self.ids.weight.device)
             parts.append(self.id_vectors(index, torch.ones_like(index, dtype=torch.bool)))

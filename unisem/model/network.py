@@ -124,7 +124,7 @@ class UnisemNetwork(nn.Module):
 
     @torch.no_grad()
     def item_table(self) -> ItemTable:
-        """The evaluation table (no ID dropout; cold items on the unknown ID); call in eval mode.
+        """The evaluation table (no ID dropout; cold items' ID parts by ``model.cold_id``); call in eval mode.
 
         No reconstruction rows: scoring never reads the reconstruction loss, and decoding every item back to
         its text embedding was as much work again as encoding it.

@@ -93,7 +93,10 @@ class Recommender:
 
     def text_only_vectors(self, text_embeddings) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Vectors and semantic IDs for items known only by their text, built as the model builds a cold item."""
-        vectors, codes = self.network.items.text_only_vectors(torch.as_tensor(text_embeddings, dtype=torch.float32))
+        codes = None if self.semantic_ids is None else torch.as_tensor(self.semantic_ids, device=self.table.device)
+        # the table this model already holds: borrowing IDs needs no second encoding of the catalog
+        vectors, codes = self.network.items.text_only_vectors(
+            torch.as_tensor(text_embeddings, dtype=torch.float32), self.table, codes)
         return vectors.to(device=self.table.device, dtype=self.table.dtype), codes
 
     def extend(
