@@ -253,6 +253,8 @@ def test_sparse_id_updates_touch_only_the_rows_a_step_used():
     used[torch.cat([inputs.ravel(), targets.ravel(), pool.items])] = True
     used[0] = False
     assert moved.any() and not (moved & ~used).any()
+    with pytest.warns(UserWarning, match="weight_decay"):  # said, not silently dropped
+        TrainingOptimizer(net, 0.01, 0.1, torch.device("cpu"))
 
 
 def test_auto_loss_is_ce_for_small_catalogs_and_sampled_for_large_ones(tmp_path):

@@ -5,6 +5,8 @@ One object with the optimizer interface the loop and the checkpoint use (``step`
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -24,6 +26,9 @@ class TrainingOptimizer:
             torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda"))
         ]
         if sparse:
+            if weight_decay:
+                warnings.warn(f"training.weight_decay={weight_decay} does not apply to the sparse ID table "
+                              "(lazy Adam has none); it applies to every other parameter", stacklevel=2)
             self.parts.append(torch.optim.SparseAdam(list(sparse.values()), lr=lr))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
