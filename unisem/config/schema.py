@@ -124,6 +124,11 @@ class TrainingConfig:
     # row's weights and both moments, a cost that grows with the catalog, not the batch. Not with ce, whose
     # softmax touches every row anyway; weight_decay does not apply to a sparse ID table.
     sparse_id_min_items: int = _f(200_000, min=0)
+    # loss=sampled: a step's reconstruction loss on a uniform sample of at most this many of its batch's
+    # items (0 = all of them). The loss is a mean over rows, so the sample's mean is an unbiased estimate of
+    # it; decoding every batch item back to its text embedding was as much work as encoding it, and the
+    # reconstruction only keeps the encoder's latent faithful to the text, which a sample does as well.
+    recon_rows: int = _f(512, min=0)
     lr: float = _f(1e-3, min=0.0)
     weight_decay: float = _f(0.0, min=0.0)
     batch_size: int = _f(256, min=1)

@@ -8,10 +8,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# Resolution of the CPU dropout's threshold: one 16-bit random draw per element, so the drop rate is
+# ``p`` rounded to a multiple of 2**-16 (and the kept values are scaled by the rate actually used).
+_DROPOUT_LEVELS = 1 << 16
+
+
+def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """Inverted-dropout multipliers: 0 with probability ``p``, else ``1 / (1 - p)``.
+
+    Drawn as raw 64-bit random words read as four 16-bit draws each: a quarter of the generator calls
+    of ``rand_like``, whose float conversion dominated dropout on CPU.
+    """
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # full 64-bit range
+    draws = words.view(torch.int16)[:n].view(shape)
+    dropped = round(p * _DROPOUT_LEVELS)
+    return (draws >= dropped - _DROPOUT_LEVELS // 2).to(dtype) * (_DROPOUT_LEVELS / (_DROPOUT_LEVELS - dropped))
+
+
 class Dropout(nn.Module):
-    """Inverted dropout whose CPU mask comes from ``rand_like``, which is cheaper than torch's CPU
-    ``bernoulli_`` forward and backward (dropout runs on every activation of every training step).
-    Elsewhere (CUDA) torch's fused kernel is used."""
+    """Inverted dropout whose CPU mask is ``keep_mask`` (cheaper than torch's CPU ``bernoulli_``; dropout
+    runs on every activation of every training step). Elsewhere (CUDA) torch's fused kernel is used."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -22,7 +39,7 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        return x * ((torch.rand_like(x) >= self.p).to(x.dtype) * (1.0 / (1.0 - self.p)))
+        return x * keep_mask(x.shape, self.p, x.dtype)
 
 
 def attention_mask(padding: torch.Tensor) -> torch.Tensor:
@@ -53,7 +70,14 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if last_only:
             q, mask, t = q[:, :, -1:], mask[:, :, -1:], 1
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout > 0 and x.device.type == "cpu":
+            # torch's CPU attention with dropout is the unfused path with a bernoulli_ mask: the same
+            # maths here, with the cheaper mask
+            scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d // self.heads))
+            weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+            y = (weights * keep_mask(weights.shape, self.dropout, weights.dtype)) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 

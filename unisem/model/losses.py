@@ -70,13 +70,42 @@ def sampled_softmax_loss(
     catalog and a constant ``log_q`` this is exactly ``ce_loss``.
     """
     pos = (states * table[targets]).sum(-1) - log_q[targets]
-    neg = torch.addmm(log_q[pool][None, :], states, table[pool].T, alpha=1.0, beta=-1.0)
     drop = pool[None, :] == targets[:, None]
     if excluded is not None:
         drop = drop | excluded
-    neg = neg.masked_fill(drop, float("-inf"))
-    logits = torch.cat([pos[:, None], neg], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
+    neg = _PoolLogSumExp.apply(states, table[pool], -log_q[pool], drop)
+    # -log softmax of the target's column: log(e^pos + sum e^neg) - pos
+    return (torch.logaddexp(pos, neg) - pos).mean()
+
+
+class _PoolLogSumExp(torch.autograd.Function):
+    """Per row, logsumexp of the pool logits ``states @ pool_vectors.T + bias`` over the columns ``drop``
+    leaves, with the [P, M] logits kept once and turned into the softmax gradient in place.
+
+    The same maths as autograd through addmm, masked_fill, cat and cross_entropy, with about half the
+    passes over the [positions x pool] matrix, the largest tensor of a sampled-softmax step.
+    """
+
+    @staticmethod
+    def forward(ctx, states, pool_vectors, bias, drop):
+        logits = torch.addmm(bias[None, :], states, pool_vectors.T)
+        logits.masked_fill_(drop, float("-inf"))
+        lse = torch.logsumexp(logits, dim=1)
+        ctx.save_for_backward(states, pool_vectors, logits, lse)
+        ctx.used = False
+        return lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        if ctx.used:
+            raise RuntimeError("the sampled-softmax pool gradient reuses its logits in place: backward runs once")
+        ctx.used = True
+        states, pool_vectors, logits, lse = ctx.saved_tensors
+        # a row whose every column is dropped has lse = -inf and no gradient: exp(-inf - finite) = 0
+        finite = lse.clamp_min(torch.finfo(lse.dtype).min)
+        g = logits.sub_(finite[:, None]).exp_().mul_(grad[:, None])  # softmax over the pool x upstream grad
+        return g @ pool_vectors, g.T @ states, None, None
 
 
 def joint_loss(rec: torch.Tensor, commit: torch.Tensor, recon: torch.Tensor, lambda_rq: float, lambda_text: float) -> JointLoss:

@@ -28,6 +28,7 @@ class UnisemNetwork(nn.Module):
         m = cfg.model
         self.loss_name = cfg.training.loss_for(num_items)
         self.lambda_rq, self.lambda_text = cfg.training.lambda_rq, cfg.training.lambda_text
+        self.recon_cap = cfg.training.recon_rows
         # Only exact for BCE: with a full softmax, items outside the batch would sit in the denominator
         # without gradient, and the encoder learns to inflate every batch item against them (it diverges).
         self.batch_table = cfg.training.item_table == "batch" and self.loss_name == "bce"
@@ -98,13 +99,17 @@ class UnisemNetwork(nn.Module):
         whole catalog's table (slower; the two give the same loss, which a test checks).
         """
         batch_items = torch.unique(torch.cat([inputs[inputs > 0], targets[real]]))
+        recon_rows = batch_items
+        if self.training and 0 < self.recon_cap < len(batch_items):
+            pick = torch.randperm(len(batch_items), device=batch_items.device)[: self.recon_cap]
+            recon_rows = batch_items[pick.sort().values]
         items = pool.items
         if self.items_table_mode == "full":
-            table: ItemTable = self.items(recon_rows=batch_items)
+            table: ItemTable = self.items(recon_rows=recon_rows)
             vectors, local = table.vectors, (lambda x: x)
         else:
             touched = torch.unique(torch.cat([batch_items, items]))
-            table = self.items.rows(touched, recon_rows=batch_items)
+            table = self.items.rows(touched, recon_rows=recon_rows)
             vectors = torch.cat([table.vectors.new_zeros(1, table.vectors.shape[1]), table.vectors])
             local = lambda x: torch.where(x > 0, torch.searchsorted(touched, x.contiguous()) + 1, 0)  # noqa: E731
         log_q = vectors.new_zeros(len(vectors))
