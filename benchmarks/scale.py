@@ -153,6 +153,12 @@ def peak_rss_gb() -> float:
 
 
 def measure(args) -> dict:
+    """One row; the training folder (a million-item run writes gigabytes) is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="unisem-bench-scale-") as work:
+        return measure_in(args, Path(work))
+
+
+def measure_in(args, out: Path) -> dict:
     import torch
 
     from unisem.config import load_config, replace_in
@@ -170,7 +176,6 @@ def measure(args) -> dict:
     cfg = replace_in(cfg, training={"loss": args.loss, "max_epochs": 1, "show_progress": False})
     data, load_s, _ = timed(lambda: load_sequences(folder, cfg.data.max_seq_len))
     text = stand_in_text(folder)
-    out = Path(tempfile.mkdtemp(prefix="unisem-bench-scale-"))
     train_data, share = data, 1.0
     if args.train_users and args.train_users < data.num_users:
         # A seeded sample of users, the whole catalog: a step costs what it costs in the full epoch (the

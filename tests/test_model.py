@@ -151,3 +151,19 @@ def test_recommend_never_returns_padding_or_seen_items():
 def test_loading_a_folder_that_is_not_a_model_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="weights.safetensors"):
         load_model(tmp_path)
+
+
+def test_cpu_training_attention_is_the_fused_attention_with_its_dropout_mask(monkeypatch):
+    """With every dropout mask set to keep (x1), the CPU training path's own attention equals torch's."""
+    from unisem.model import backbone
+
+    torch.manual_seed(0)
+    sas = SASRec(8, 10, blocks=2, heads=2, ffn=16, dropout=0.3)
+    x = torch.randn(3, 6, 8)
+    padding = torch.tensor([[True, True, False, False, False, False]] + [[False] * 6] * 2)
+    want = sas.eval()(x, padding)
+    monkeypatch.setattr(backbone, "keep_mask", lambda shape, p, dtype: torch.ones(shape, dtype=dtype))
+    got = sas.train()(x, padding)
+    assert torch.allclose(got, want, atol=1e-6)
+    monkeypatch.undo()
+    assert not torch.allclose(sas.train()(x, padding), want, atol=1e-3)  # and the real mask does drop

@@ -158,3 +158,52 @@ def test_unknown_loss_name_is_refused_naming_the_key():
 
     with pytest.raises(ConfigError, match="training.loss"):
         build(UnisemConfig, {"training": {"loss": "softmax"}})
+
+
+def reference_sampled_softmax(states, targets, table, pool, log_q, excluded):
+    """The sampled softmax written plainly (pool logits, masked, the target's column first, cross-entropy),
+    for checking the fused pool gradient against autograd."""
+    pos = (states * table[targets]).sum(-1) - log_q[targets]
+    neg = states @ table[pool].T - log_q[pool][None, :]
+    neg = neg.masked_fill((pool[None, :] == targets[:, None]) | excluded, float("-inf"))
+    logits = torch.cat([pos[:, None], neg], dim=1)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
+
+
+def test_fused_pool_gradient_equals_autograd_of_the_plain_loss():
+    g = torch.Generator().manual_seed(5)
+    states = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, 9, (12,), generator=g)
+    pool, log_q = torch.arange(1, 9), torch.randn(9, generator=g, dtype=torch.float64)
+    excluded = torch.rand(12, 8, generator=g) < 0.3
+    excluded[0] = True  # a row with every pool column excluded: only its target's column is left
+    got = sampled_softmax_loss(states, targets, table, pool, log_q, excluded)
+    want = reference_sampled_softmax(states, targets, table, pool, log_q, excluded)
+    assert torch.allclose(got, want, atol=1e-12)
+    got_grads = torch.autograd.grad(got, (states, table))
+    want_grads = torch.autograd.grad(want, (states, table))
+    for a, b in zip(got_grads, want_grads):
+        assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-12)
+
+
+def test_reconstruction_uses_a_uniform_sample_of_the_batch_items_capped_by_recon_rows(monkeypatch):
+    data, text = chain_dataset(users=40)
+    arrays = training_arrays(data, 10)
+    rows = np.arange(32)
+    inputs, targets = torch.from_numpy(arrays.inputs[rows]), torch.from_numpy(arrays.targets[rows])
+    batch_items = set(torch.unique(torch.cat([inputs[inputs > 0], targets[targets > 0]])).tolist())
+    sampler = pool_sampler(arrays.targets, data.num_items, data.cold_items, "uniform")
+    pool = draw_pool(targets, 8, sampler, torch.Generator().manual_seed(0))
+    seen = torch.from_numpy(arrays.seen[rows])
+    assert len(batch_items) > 6
+    for cap, train, expected in ((6, True, 6), (0, True, len(batch_items)), (6, False, len(batch_items))):
+        net = build_network(small_cfg(recon_rows=cap), data.num_items, text, data.cold_items).train(train)
+        seen_rows = []
+        rows_of = net.items.rows
+        monkeypatch.setattr(net.items, "rows", lambda items, recon_rows=None: seen_rows.append(recon_rows) or rows_of(items, recon_rows))
+        torch.manual_seed(0)
+        net(inputs, targets, pool=pool, seen=seen)
+        (recon,) = seen_rows
+        assert len(recon) == expected and set(recon.tolist()) <= batch_items
+        assert torch.equal(recon, recon.sort().values) and len(set(recon.tolist())) == expected

@@ -14,6 +14,7 @@ from unisem.data.dataset import SequenceDataset, sequences_from_lists, write_fea
 from unisem.evaluate.protocols import evaluate
 from unisem.model import load_model
 from unisem.train import LocalRuntime, fit
+from unisem.train.runtime import keep_catalog_buffers_local
 from unisem.train.examples import length_batches, training_arrays, training_negatives
 
 
@@ -159,9 +160,12 @@ def test_length_batches_cover_every_user_once():
 def test_fit_works_through_a_ddp_wrapper(tmp_path, extra):
     import torch.distributed as dist
 
+    wrapped = []
+
     class DDPRuntime(LocalRuntime):
         def prepare_model(self, model):
-            return torch.nn.parallel.DistributedDataParallel(model)
+            wrapped.append(torch.nn.parallel.DistributedDataParallel(keep_catalog_buffers_local(model)))
+            return wrapped[-1]
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
@@ -170,6 +174,10 @@ def test_fit_works_through_a_ddp_wrapper(tmp_path, extra):
     finally:
         dist.destroy_process_group()
     assert load_model(result.model_dir).score(torch.tensor([[0, 1, 2]])).shape == (1, data.num_items + 1)
+    # the catalog's text embeddings are not broadcast at every forward; the codebooks' EMA state still is
+    broadcast = {id(b) for b in wrapped[0].modules_buffers}
+    network = wrapped[0].module
+    assert id(network.items.text) not in broadcast and id(network.items.rqvae.quantizer.codebooks) in broadcast
 
 
 def test_cli_train_and_recommend(tmp_path, capsys):

@@ -122,6 +122,18 @@ class UnisemNetwork(nn.Module):
         rec = sampled_softmax_loss(states, local(targets[real]), vectors, local(items), log_q, excluded)
         return joint_loss(rec, table.commit_loss, table.recon_loss, self.lambda_rq, self.lambda_text)
 
+    def catalog_buffers(self) -> list[str]:
+        """Names of the buffers every worker builds identically from the catalog (text embeddings, the cold
+        mask) or keeps for its own batches only (the cached semantic IDs, refreshed from the shared weights).
+
+        A DDP wrapper must not broadcast them from rank 0 at every forward, as it does buffers by default:
+        at a million items the text embeddings alone are 1.5 GB a step. The codebooks' EMA buffers stay
+        synchronised.
+        """
+        names = [f"items.{name}" for name in ("text", "cold", "cached_codes")]
+        own = {name for name, _ in self.named_buffers()}
+        return [name for name in names if name in own]
+
     def blocked_classes(self) -> torch.Tensor:
         blocked = self.items.cold.clone()
         blocked[0] = True

@@ -29,6 +29,7 @@ from torch import nn
 
 from unisem.config.schema import UnisemConfig
 from unisem.train.checkpoint import BEST, STATE_JSON, checkpoint_loop_state
+from unisem.train.runtime import keep_catalog_buffers_local
 
 FAIL_ENV = "UNISEM_FAIL_AT_EPOCH"
 RUN_RECORD = "ray_run.json"
@@ -89,7 +90,7 @@ class RayRuntime:
         """DDP (for more than one worker) on the worker's device; on GPU also mixed precision (bf16)."""
         import ray.train.torch
 
-        model = ray.train.torch.prepare_model(model, move_to_device=self.device)
+        model = ray.train.torch.prepare_model(keep_catalog_buffers_local(model), move_to_device=self.device)
         if self.use_gpu:
             model = AutocastModule(model)
         return model

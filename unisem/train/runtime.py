@@ -39,6 +39,16 @@ class TrainRuntime(Protocol):
         ...
 
 
+def keep_catalog_buffers_local(model: nn.Module) -> nn.Module:
+    """Mark the network's catalog buffers (``UnisemNetwork.catalog_buffers``) for a DDP wrapper to leave
+    alone; call before wrapping. DDP otherwise broadcasts every buffer from rank 0 at every forward."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    names = model.catalog_buffers() if hasattr(model, "catalog_buffers") else []
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
+    return model
+
+
 class LocalRuntime:
     """Rank 0 of 1 in this process; keeps the reported metrics; resumes from ``resume`` if given."""
 
