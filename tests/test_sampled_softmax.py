@@ -207,3 +207,17 @@ def test_reconstruction_uses_a_uniform_sample_of_the_batch_items_capped_by_recon
         (recon,) = seen_rows
         assert len(recon) == expected and set(recon.tolist()) <= batch_items
         assert torch.equal(recon, recon.sort().values) and len(set(recon.tolist())) == expected
+
+
+def test_fused_pool_gradient_under_autocast_matches_full_precision():
+    """GPU workers train under bf16 autocast: the pool's logits are then bf16 while its inputs are not."""
+    g = torch.Generator().manual_seed(6)
+    states = torch.randn(16, 8, generator=g, requires_grad=True)
+    table = torch.randn(10, 8, generator=g, requires_grad=True)
+    targets, pool, log_q = torch.randint(1, 10, (16,), generator=g), torch.arange(1, 10), torch.zeros(10)
+    want = torch.autograd.grad(sampled_softmax_loss(states, targets, table, pool, log_q), (states, table))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = sampled_softmax_loss(states, targets, table, pool, log_q)
+    got = torch.autograd.grad(loss, (states, table))
+    for a, b in zip(got, want):
+        assert a.dtype == torch.float32 and torch.allclose(a, b, atol=0.05)

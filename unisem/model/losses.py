@@ -105,6 +105,7 @@ class _PoolLogSumExp(torch.autograd.Function):
         # a row whose every column is dropped has lse = -inf and no gradient: exp(-inf - finite) = 0
         finite = lse.clamp_min(torch.finfo(lse.dtype).min)
         g = logits.sub_(finite[:, None]).exp_().mul_(grad[:, None])  # softmax over the pool x upstream grad
+        g = g.to(states.dtype)  # under autocast (GPU workers, bf16) the logits are bf16, the inputs are not
         return g @ pool_vectors, g.T @ states, None, None
 
 
