@@ -11,7 +11,7 @@ from synthetic_sequences import chain_dataset
 from unisem.config import UnisemConfig, replace_in
 from unisem.model import build_network
 from unisem.model.losses import ce_loss, sampled_softmax_loss
-from unisem.model.network import own_positives
+from unisem.model.network import own_positives, reconstruction_sample
 from unisem.train import fit
 from unisem.train.examples import draw_pool, pool_sampler, training_arrays
 
@@ -221,3 +221,16 @@ def test_fused_pool_gradient_under_autocast_matches_full_precision():
     got = torch.autograd.grad(loss, (states, table))
     for a, b in zip(got, want):
         assert a.dtype == torch.float32 and torch.allclose(a, b, atol=0.05)
+
+
+def test_reconstruction_sample_is_uniform_without_replacement():
+    torch.manual_seed(0)
+    items = torch.arange(1, 41) * 3
+    counts = torch.zeros(121)
+    for _ in range(2000):
+        picked = reconstruction_sample(items, 10)
+        assert len(set(picked.tolist())) == 10 and torch.equal(picked, picked.sort().values)
+        counts[picked] += 1
+    share = counts[items] / 2000  # each item is drawn with probability 10 / 40
+    assert float(share.min()) > 0.2 and float(share.max()) < 0.3 and float(counts.sum()) == 20000
+    assert torch.equal(reconstruction_sample(items, 0), items) and torch.equal(reconstruction_sample(items, 40), items)

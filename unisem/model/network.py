@@ -99,10 +99,7 @@ class UnisemNetwork(nn.Module):
         whole catalog's table (slower; the two give the same loss, which a test checks).
         """
         batch_items = torch.unique(torch.cat([inputs[inputs > 0], targets[real]]))
-        recon_rows = batch_items
-        if self.training and 0 < self.recon_cap < len(batch_items):
-            pick = torch.randperm(len(batch_items), device=batch_items.device)[: self.recon_cap]
-            recon_rows = batch_items[pick.sort().values]
+        recon_rows = reconstruction_sample(batch_items, self.recon_cap) if self.training else batch_items
         items = pool.items
         if self.items_table_mode == "full":
             table: ItemTable = self.items(recon_rows=recon_rows)
@@ -147,6 +144,15 @@ class UnisemNetwork(nn.Module):
         its text embedding was as much work again as encoding it.
         """
         return self.items(recon_rows=self.items.cold.new_zeros(0, dtype=torch.long))
+
+
+def reconstruction_sample(items: torch.Tensor, cap: int) -> torch.Tensor:
+    """A uniform sample (without replacement, kept sorted) of at most ``cap`` of the sorted ``items``; all
+    of them when ``cap`` is 0 or not below their number (``training.recon_rows``)."""
+    if not 0 < cap < len(items):
+        return items
+    pick = torch.randperm(len(items), device=items.device)[:cap]
+    return items[pick.sort().values]
 
 
 def own_positives(seen: torch.Tensor, pool: torch.Tensor, num_items: int) -> torch.Tensor:
