@@ -80,3 +80,12 @@ def test_cold_rows_get_their_own_table_by_slice_and_stay_out_of_the_others():
     assert "| 10 | 7,42 | 0.0300 ± 0.0141" in lines[2]
     assert len([l for l in beauty.render_summary([*cold, row()]).splitlines() if l.startswith("| unified")]) == 1
     assert len([l for l in beauty.render_table([*cold, row()]).splitlines() if l.startswith("| unified")]) == 1
+
+
+def test_the_text_prior_setting_is_the_best_overall_within_the_warm_tolerance():
+    grid = {"0/0.02": {"all": 0.056, "warm": 0.0603},   # best overall among those allowed
+            "2/0.02": {"all": 0.058, "warm": 0.0590},   # better overall, but warm drops 4.8%
+            "-2/0.02": {"all": 0.055, "warm": 0.0619}}
+    assert beauty.pick_prior(0.062, grid, 0.02) == "0/0.02"
+    assert beauty.pick_prior(0.062, grid, 0.05) == "2/0.02"
+    assert beauty.pick_prior(0.070, grid, 0.02) is None

@@ -76,6 +76,8 @@ class QuantizerConfig:
 # The item representations (DESIGN.md 1.3): [z ; e], e alone (SASRec), z alone. Spelled here only.
 ModelVariant = Literal["unified", "id-only", "semantic-only"]
 MODEL_VARIANTS: tuple[str, ...] = get_args(ModelVariant)
+NewItemPrior = Literal["none", "text"]
+NEW_ITEM_PRIORS: tuple[str, ...] = get_args(NewItemPrior)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ class ModelConfig:
     # unknown = the shared unknown vector; neighbours = the mean ID vector of the warm items sharing the
     # longest prefix of its semantic ID (unisem.model.cold_ids), the unknown vector where none does.
     cold_id: Literal["unknown", "neighbours"] = "unknown"
+    # How items without interactions are ranked beside the warm ones: none = by the model's dot product
+    # alone; text = the text prior of unisem.model.new_item_prior (a new item scores by the cosine of its text
+    # to the user's last item, on the scale of the model's log-probabilities over the warm items).
+    new_item_prior: NewItemPrior = "none"
+    # text prior: score of a new item whose text equals the user's last item's, on the scale of the warm
+    # items' log-probabilities (-1: as likely as 0.37 of the model's mass) ...
+    new_item_bias: float = -1.0
+    # ... and the cosine below that which costs one unit of log-probability.
+    new_item_temperature: float = _f(0.02, min=1e-4)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class ServingModel:
         vectors, codes = self.recommender.text_only_vectors(emb[keep])
         self.item_index = None
         new_ids = [item_ids[j] for j in keep]
-        self.recommender.extend(new_ids, vectors, codes)
+        self.recommender.extend(new_ids, vectors, codes, text_embeddings=emb[keep])
         self.added.extend(new_ids)
         return len(keep)
 
@@ -95,7 +95,7 @@ class ServingModel:
         rows = [self.indices(h) for h in histories]
         arrays = [np.asarray(r, dtype=np.int64) for r in rows]
         rec = self.recommender
-        states = rec.user_states(torch.as_tensor(pad_left(arrays, self.max_len)))
+        states = rec.scoring_states(torch.as_tensor(pad_left(arrays, self.max_len)))
         seen = torch.as_tensor(pad_left(arrays, max([len(r) for r in rows] + [1]))) if exclude_seen else None
         top_i, top_v = rec.top_k(states, k, seen, item_index=self.item_index, nprobe=self.nprobe)
         ids, ids_out, scores_out = rec.item_ids, [], []
