@@ -83,7 +83,7 @@ def test_cold_rows_get_their_own_table_by_slice_and_stay_out_of_the_others():
 
 
 def test_the_text_prior_setting_is_the_best_overall_within_the_warm_tolerance():
-    grid = {"0/0.02": {"all": 0.056, "warm": 0.0603},   # best overall among those allowed
+    grid = {"0/0.02": {"all": 0.056, "warm": 0.0610},   # best overall among those allowed (-1.6%)
             "2/0.02": {"all": 0.058, "warm": 0.0590},   # better overall, but warm drops 4.8%
             "-2/0.02": {"all": 0.055, "warm": 0.0619}}
     assert beauty.pick_prior(0.062, grid, 0.02) == "0/0.02"
