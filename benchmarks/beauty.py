@@ -344,6 +344,15 @@ def pick_prior(base_warm: float, grid: dict[str, dict], tolerance: float) -> str
     return max(allowed, key=lambda k: grid[k]["all"], default=None)
 
 
+def slice_rows(run: dict, report, cold: bool, overrides: str, extra: dict) -> list[dict]:
+    """The rows of one evaluated scoring: per protocol, the all / warm / cold slices (all only without a
+    holdout); ``run`` holds what the rows share (the training run's facts and its command)."""
+    return [{**run, "protocol": protocol, "slice": slice_name, "users": slice_users(report, slice_name),
+             "metrics": slice_metrics(report, protocol, slice_name), "overrides": overrides,
+             "load_average": list(os.getloadavg()), **extra}
+            for protocol in ("full", "sampled-99") for slice_name in (("all", "warm", "cold") if cold else ("all",))]
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -420,60 +429,55 @@ def main(argv=None) -> int:
         wall_to_best = float(sum(h["train_seconds"] + h["valid_seconds"] for h in hist[:best]))
         extra = {"valid_best": result.best_metrics}
     cold = bool(args.cold_share)
+    # (score function, overrides, extra fields) per set of rows: the model as trained, and with the text prior
+    scorings = [(score, overrides, extra)]
     if args.new_item_prior:
         if baseline or not cold:
             raise SystemExit("--new-item-prior needs a trained model and --cold-share")
         from unisem.model import Recommender, load_network
 
         chosen, prior_extra = choose_prior(result.model_dir, data)
-        extra.update(prior_extra)
         if chosen is None:
             raise SystemExit(f"no text prior setting keeps the warm slice within {WARM_TOLERANCE:.0%}: {prior_extra}")
         net, saved, items = load_network(result.model_dir)
-        score = Recommender(net, replace_in(saved, model=chosen), tuple(items["item_ids"]), tuple(items["item_titles"])).score
-        overrides = overrides_key([*args.overrides, *(f"model.{k}={v}" for k, v in chosen.items())])
-    report = evaluate(score, data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len,
-                      protocols=("full", "sampled-99"), slices=cold)
+        with_prior = Recommender(net, replace_in(saved, model=chosen), tuple(items["item_ids"]), tuple(items["item_titles"]))
+        scorings.append((with_prior.score, overrides_key([*args.overrides, *(f"model.{k}={v}" for k, v in chosen.items())]),
+                         {**extra, **prior_extra}))
+    run = {
+        "variant": args.variant,
+        "distance": args.distance if args.variant in ("unified", "semantic-only") else "none",
+        "loss": "none" if baseline else args.loss,
+        "cold_item_share": float(args.cold_share),
+        "epochs": len(hist),
+        "seconds_per_epoch": train_s,
+        "embedding_params": embedding_params,
+        "collision_rate": None if codes is None else float(collision_rate(codes)),
+        "codebook_usage": [] if codes is None else [float(u) for u in codebook_usage(codes, cfg.quantizer.codebook_size)],
+        "seed": args.seed,
+        "command": rerun_command(argv if argv is not None else sys.argv[1:]),
+        "best_epoch": best,
+        "max_epochs": 0 if baseline else args.max_epochs,
+        "patience": args.patience,
+        "stopped_early": baseline or (len(hist) < args.max_epochs and not cut),
+        "cut_by_time_budget": cut,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "time_budget": args.time_budget,
+        "valid_seconds": valid_s,
+        "cpu_seconds_per_epoch": cpu_s,
+        "wall_seconds_to_best": wall_to_best,
+        "wall_seconds": wall,
+        "threads": torch.get_num_threads(),
+        "item_table": args.item_table,
+    }
     rows = []
-    for protocol in ("full", "sampled-99"):
-        for slice_name in (("all", "warm", "cold") if cold else ("all",)):
-            rows.append({
-                "variant": args.variant,
-                "distance": args.distance if args.variant in ("unified", "semantic-only") else "none",
-                "loss": "none" if baseline else args.loss,
-                "protocol": protocol,
-                "slice": slice_name,
-                "users": slice_users(report, slice_name),
-                "cold_item_share": float(args.cold_share),
-                "metrics": slice_metrics(report, protocol, slice_name),
-                "epochs": len(hist),
-                "seconds_per_epoch": train_s,
-                "embedding_params": embedding_params,
-                "collision_rate": None if codes is None else float(collision_rate(codes)),
-                "codebook_usage": [] if codes is None else [float(u) for u in codebook_usage(codes, cfg.quantizer.codebook_size)],
-                "seed": args.seed,
-                "command": rerun_command(argv if argv is not None else sys.argv[1:]),
-                "best_epoch": best,
-                "max_epochs": 0 if baseline else args.max_epochs,
-                "patience": args.patience,
-                "stopped_early": baseline or (len(hist) < args.max_epochs and not cut),
-                "cut_by_time_budget": cut,
-                "device": device,
-                "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                "overrides": overrides,
-                "time_budget": args.time_budget,
-                "valid_seconds": valid_s,
-                "cpu_seconds_per_epoch": cpu_s,
-                "wall_seconds_to_best": wall_to_best,
-                "wall_seconds": wall,
-                "threads": torch.get_num_threads(),
-                "item_table": args.item_table,
-                "load_average": list(os.getloadavg()),
-                **extra,
-            })
+    for score, overrides, extra in scorings:
+        report = evaluate(score, data, cfg.evaluation, split="test", max_len=cfg.data.max_seq_len,
+                          protocols=("full", "sampled-99"), slices=cold)
+        rows += slice_rows(run, report, cold, overrides, extra)
+        print(json.dumps({"run": name, "overrides": overrides, "test": {p: report.protocols[p] for p in report.protocols},
+                          "slices": {k: v for k, v in report.slices.items() if k in ("warm", "cold")}}), flush=True)
     merge_rows(rows, args.results)
-    print(json.dumps({"run": name, "test": {p: report.protocols[p] for p in report.protocols},
-                      "slices": {k: v for k, v in report.slices.items() if k in ("warm", "cold")}}), flush=True)
     return 0
 
 
