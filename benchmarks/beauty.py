@@ -158,6 +158,41 @@ def render_summary(rows: list[dict]) -> str:
     return out
 
 
+def id_width(r: dict) -> int | None:
+    """The ID part's width of a unified or id-only row whose only override sets it (None for any other row)."""
+    defaults = {"unified": ("model.id_dim", 8), "id-only": ("model.id_only_dim", 64)}  # 8: the paper's (PAPER)
+    if r["variant"] not in defaults or r["distance"] not in ("hybrid", "none"):
+        return None
+    key, width = defaults[r["variant"]]
+    if not r["overrides"]:
+        return width
+    name, _, value = r["overrides"].partition("=")
+    return int(value) if name == key and " " not in r["overrides"] else None
+
+
+def render_efficiency(rows: list[dict]) -> str:
+    """The efficiency question: full-ranking NDCG@10 by ID width, with the embedding parameters it costs and
+    the ratio to id-only with 64-d IDs under the same loss and device."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in complete(rows):
+        width = id_width(r)
+        if r["protocol"] == "full" and not r["cold_item_share"] and width is not None:
+            groups.setdefault((r["loss"], r["device"], ORDER[r["variant"]], r["variant"], width), []).append(r)
+    out = ("| loss | device | variant | ID width | embedding params | seeds | NDCG@10 | vs id-only 64-d |\n"
+           + "|" + "---|" * 8 + "\n")
+    for key in sorted(groups):
+        loss, device, _, variant, width = key
+        mean = statistics.mean(g["metrics"]["NDCG@10"] for g in groups[key])
+        ref = groups.get((loss, device, ORDER["id-only"], "id-only", 64))
+        ratio = f"{mean / statistics.mean(g['metrics']['NDCG@10'] for g in ref):.3f}" if ref else "-"
+        seeds = ",".join(str(g["seed"]) for g in sorted(groups[key], key=lambda g: g["seed"]))
+        out += (f"| {loss} | {device} | {variant} | {width} | {groups[key][0]['embedding_params']:,} | {seeds} "
+                f"| {mean:.4f} | {ratio} |\n")
+    return out
+
+
 def render_cold(rows: list[dict]) -> str:
     """The cold-start question: per configuration and protocol, all / warm / cold target slices (mean ± sd
     over seeds) with the number of users in each slice."""
@@ -253,6 +288,7 @@ def _merge_rows_locked(new_rows: list[dict], results: Path) -> list[dict]:
         table,
         "# Amazon Beauty benchmark (generated tables; notes below)\n\n## Mean over seeds\n\n" + render_summary(rows)
         + "\n## Cold start (items held out of training; test targets by slice)\n\n" + render_cold(rows)
+        + "\n## Efficiency: full ranking by ID width (no holdout)\n\n" + render_efficiency(rows)
         + "\n## Every run (no cold holdout)\n\n" + render_table(rows) + "\nExpected CPU duration of the GPU grid: "
         + cpu_duration_estimate(rows) + "\n\n<!-- rows -->" + notes,
     )

@@ -89,3 +89,12 @@ def test_the_text_prior_setting_is_the_best_overall_within_the_warm_tolerance():
     assert beauty.pick_prior(0.062, grid, 0.02) == "0/0.02"
     assert beauty.pick_prior(0.062, grid, 0.05) == "2/0.02"
     assert beauty.pick_prior(0.070, grid, 0.02) is None
+
+
+def test_the_efficiency_table_reads_the_id_width_from_the_only_override():
+    unified, id_only = row(), {**row(), "variant": "id-only", "distance": "none"}
+    assert beauty.id_width(unified) == 8 and beauty.id_width(id_only) == 64  # the paper's and SASRec's defaults
+    assert beauty.id_width({**unified, "overrides": "model.id_dim=32"}) == 32
+    assert beauty.id_width({**id_only, "overrides": "model.id_only_dim=128"}) == 128
+    assert beauty.id_width({**unified, "overrides": "model.id_dim=32 training.lambda_text=0.1"}) is None
+    assert beauty.id_width({**unified, "distance": "cosine"}) is None
