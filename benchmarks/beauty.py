@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -297,15 +296,9 @@ def _merge_rows_locked(new_rows: list[dict], results: Path) -> list[dict]:
 
 def rerun_command(argv: list[str]) -> str:
     """The command that made a row, without the options that only say where outputs go."""
-    kept, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--results", "--work"):
-            skip = True
-        elif not a.startswith(("--results=", "--work=")):
-            kept.append(a)
-    return "python benchmarks/beauty.py " + " ".join(shlex.quote(a) for a in kept)
+    from result_file import rerun_command as command
+
+    return command("benchmarks/beauty.py", argv)
 
 
 def result_from_checkpoint(work: Path):

@@ -7,8 +7,25 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+# Options that only say where outputs go: a recorded command leaves them out, so it reruns anywhere.
+OUTPUT_OPTIONS = ("--results", "--work")
+
+
+def rerun_command(script: str, argv: Sequence[str]) -> str:
+    """``python <script> <argv>`` without the ``OUTPUT_OPTIONS`` (and their values)."""
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in OUTPUT_OPTIONS:
+            skip = True
+        elif not a.startswith(tuple(f"{o}=" for o in OUTPUT_OPTIONS)):
+            kept.append(a)
+    return f"python {script} " + " ".join(shlex.quote(a) for a in kept)
 
 
 def machine_fields(load_start: tuple[float, ...] | list[float]) -> dict[str, Any]:

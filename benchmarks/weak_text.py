@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from result_file import rerun_command  # noqa: E402  (benchmarks/ is the script's own folder)
 
 RESULTS = ROOT / "benchmarks" / "results" / "weak_text.json"
 TEXTS = ("as-is", "categories-as-title")
@@ -120,7 +121,7 @@ def main() -> None:
         "users": data.num_users, "items": data.num_items, "overrides": args.overrides,
         "cpu_count": os.cpu_count(), "load_average_1min_at_start": round(load_start, 2),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2), "python": platform.python_version(),
-        "command": ".venv/bin/python benchmarks/weak_text.py " + shlex.join(sys.argv[1:]),
+        "command": rerun_command("benchmarks/weak_text.py", sys.argv[1:]),
     }
     tmp = args.results.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=2) + "\n")
