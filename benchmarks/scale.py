@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from result_file import rerun_command  # noqa: E402  (benchmarks/ is the script's own folder)
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 EVAL_USERS = 100_000
@@ -273,7 +274,7 @@ def measure_in(args, out: Path) -> dict:
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "command": ".venv/bin/python benchmarks/scale.py " + shlex.join(sys.argv[1:]),
+        "command": rerun_command("benchmarks/scale.py", sys.argv[1:]),
     }
 
 
