@@ -159,7 +159,11 @@ def render_summary(rows: list[dict]) -> str:
 
 def id_width(r: dict) -> int | None:
     """The ID part's width of a unified or id-only row whose only override sets it (None for any other row)."""
-    defaults = {"unified": ("model.id_dim", 8), "id-only": ("model.id_only_dim", 64)}  # 8: the paper's (PAPER)
+    from unisem.config.schema import ModelConfig
+
+    paper = dict(o.split("=") for o in PAPER)
+    defaults = {"unified": ("model.id_dim", int(paper["model.id_dim"])),
+                "id-only": ("model.id_only_dim", ModelConfig().id_only_dim)}
     if r["variant"] not in defaults or r["distance"] not in ("hybrid", "none"):
         return None
     key, width = defaults[r["variant"]]
