@@ -60,6 +60,7 @@ def prior_config(**model):
 
 def trained_like(cold):
     data, text = chain_dataset(items=40, users=60)
+    torch.manual_seed(0)
     net = build_network(prior_config(), data.num_items, text, np.asarray(cold, dtype=np.int64))
     net.train().items.refresh_codes()
     return data, text, net
@@ -121,3 +122,19 @@ def test_a_model_without_text_refuses_the_prior():
     net = build_network(cfg, data.num_items, None, np.zeros(0, dtype=np.int64))
     with pytest.raises(ValueError, match="model.new_item_prior=text needs the items' text"):
         Recommender(net, cfg, data.item_ids, data.item_titles)
+
+
+def test_a_serving_model_recommends_a_new_item_whose_text_matches_the_last_one():
+    from unisem.model.inference_by_id import ServingModel
+
+    data, text, net = trained_like([])
+    cfg = prior_config(new_item_prior="text", new_item_bias=5.0, new_item_temperature=0.02)
+    serving = ServingModel(Recommender(net, cfg, data.item_ids, data.item_titles))
+    last = data.item_ids[4]  # item index 5
+    assert serving.add_items(["brand-new"], text[[5]]) == 1
+    top = serving.recommend([[data.item_ids[2], last]], k=3).item_ids[0]
+    assert top[0] == "brand-new"
+    # without the prior the same new item is just one more vector, not pulled up by its text
+    plain = ServingModel(Recommender(net, prior_config(), data.item_ids, data.item_titles))
+    plain.add_items(["brand-new"], text[[5]])
+    assert plain.recommend([[data.item_ids[2], last]], k=3).item_ids[0][0] != "brand-new"
