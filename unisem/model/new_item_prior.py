@@ -1,19 +1,19 @@
 """A text prior for items without interactions, blended with the model's scores as one inner product.
 
 Why: a trained model ranks a new item (held out, or arrived after training) by its semantic tokens and a
-borrowed or unknown ID part, and on Beauty that brings almost none of them into a top-10: about 11,000
-warm items carry learnt ID parts, popularity included, and a new item has neither. What a new item does have
-is its text, and the text of the item a user just consumed is the best single hint of what comes next
-(text-kNN, untrained, reaches cold HR@10 0.071 on Beauty where the model reaches 0.001). So new items get a score on the model's
-own scale instead of competing with uncalibrated dot products:
+borrowed or unknown ID part, and on Beauty that brings almost none of them into a top-10: about 11,000 warm
+items carry learnt ID parts, popularity included, and a new item has neither. What a new item does have is
+its text, and the text of the item a user just consumed is the best single hint of what comes next
+(text-kNN, untrained, reaches cold HR@10 0.071 on Beauty where the model reaches 0.001). So new items get a
+score on the model's own scale instead of competing with uncalibrated dot products:
 
 - a warm item ``i`` keeps the model's log-probability ``h.v_i - logsumexp_warm(h.v)`` (the softmax over the
   items the model was trained to rank, whose logits the CE and logQ-corrected sampled losses calibrate);
 - a new item ``j`` gets ``bias - (1 - cos(t_j, t_last)) / temperature``: ``bias`` is the score of a new
-  item whose text equals that of the user's last item (on the warm log-probabilities' scale; -1 would rank
-  it with a warm item holding 37% of the model's mass), and every ``temperature`` of cosine below that costs
-  one unit. A new item enters a top-10 only when it is close in
-  text to what the user just had, so warm recommendations lose little (the benchmark measures the trade).
+  item whose text equals that of the user's last item (on the warm log-probabilities' scale; -1 ranks it
+  with a warm item holding 37% of the model's mass), and every ``temperature`` of cosine below that costs
+  one unit. A new item enters a top-10 only when its text is close to what the user just had, so warm
+  recommendations lose little (the Beauty benchmark measures the trade).
 
 Both are dot products of an extended user state with an extended item row, so every path that ranks by
 ``state x table`` (chunked top-K, chunked full ranks, the sampled protocol) ranks the blend unchanged:
