@@ -51,11 +51,14 @@ PHASE1: tuple[tuple[str, ...], ...] = (
 
 # The cold-start question (``--grid cold``): 10% of the items held out of training, the product's 64-d IDs,
 # ID dropout 0 and two other values (does training without IDs help new items?), the other variants and the
-# untrained baselines. One phase: no configuration is chosen from these rows.
+# untrained baselines; the unified model without ID dropout is also ranked with the text prior for items
+# without interactions (``--new-item-prior``: its setting is chosen on validation, within the run). One phase:
+# no configuration is chosen from these rows.
 COLD_SHARE = "0.1"
 COLD_GRID: tuple[tuple[str, ...], ...] = (
     *(("--variant", "unified", "--loss", "ce", "--seed", str(seed), "--set=model.id_dim=64",
-       f"--set=model.id_dropout={p}") for p in ("0.0", "0.1", "0.3") for seed in SEEDS),
+       f"--set=model.id_dropout={p}", *(("--new-item-prior",) if p == "0.0" else ())) for p in ("0.0", "0.1", "0.3")
+      for seed in SEEDS),
     *(("--variant", "id-only", "--loss", "ce", "--seed", str(seed)) for seed in SEEDS),
     ("--variant", "semantic-only", "--loss", "ce"),
     ("--variant", "text-knn"),
