@@ -113,7 +113,7 @@ def test_items_added_after_training_are_new_and_need_their_text():
     assert rec.prior_active and rec.num_items == 41
     # the same text as the user's last item: the prior's bias exactly
     score = rec.score(torch.tensor([[0, 3, 5]]))[0, 41]
-    assert score.item() == pytest.approx(-1.0, abs=1e-4)
+    assert score.item() == pytest.approx(UnisemConfig().model.new_item_bias, abs=1e-4)
 
 
 def test_a_model_without_text_refuses_the_prior():
