@@ -72,7 +72,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=None, help="training folder (default: UNISEM_HOME/bench/...)")
     p.add_argument("--new-item-prior", action="store_true",
                    help="with --cold-share: also rank the held-out items by the text prior (model.new_item_prior=text), "
-                        "its setting chosen on the validation split; rows carry the setting in their overrides")
+                        "its setting chosen on the validation split (in each row's new_item_setting)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="no training: evaluate the best model of an earlier (possibly interrupted) run in --work")
     return p.parse_args(argv)
@@ -474,8 +474,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"no text prior setting keeps the warm slice within {WARM_TOLERANCE:.0%}: {prior_extra}")
         net, saved, items = load_network(result.model_dir)
         with_prior = Recommender(net, replace_in(saved, model=chosen), tuple(items["item_ids"]), tuple(items["item_titles"]))
-        scorings.append((with_prior.score, overrides_key([*args.overrides, *(f"model.{k}={v}" for k, v in chosen.items())]),
-                         {**extra, **prior_extra}))
+        # keyed by the procedure (the prior, its setting chosen on validation), so seeds that chose differently
+        # still aggregate; the setting each chose is in the row
+        scorings.append((with_prior.score, overrides_key([*args.overrides, "model.new_item_prior=text"]),
+                         {**extra, **prior_extra, "new_item_setting": chosen}))
     run = {
         "variant": args.variant,
         "distance": args.distance if args.variant in ("unified", "semantic-only") else "none",
