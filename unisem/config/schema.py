@@ -105,7 +105,7 @@ class ModelConfig:
     new_item_prior: NewItemPrior = "none"
     # text prior: score of a new item whose text equals the user's last item's, on the scale of the warm
     # items' log-probabilities (0: as likely as the model's whole warm mass) ... (bias 0 and temperature 0.02:
-    # the setting Beauty's validation split chose, benchmarks/results/beauty.md)
+    # what Beauty's validation split chose for 2 of 3 seeds, the third bias 1: benchmarks/results/beauty.md)
     new_item_bias: float = 0.0
     # ... and the cosine below that which costs one unit of log-probability.
     new_item_temperature: float = _f(0.02, min=1e-4)
