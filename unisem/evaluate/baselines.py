@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from unisem.data.dataset import SequenceDataset
+from unisem.model.new_item_prior import unit_text
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,13 +45,6 @@ def popularity_scorer(data: SequenceDataset) -> ScoreFn:
     return score
 
 
-def unit_rows(embeddings: np.ndarray) -> torch.Tensor:
-    """Rows scaled to unit length; all-zero rows (padding, items without text) stay zero."""
-    table = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-    norms = table.norm(dim=1, keepdim=True)
-    return torch.where(norms > 0, table / norms.clamp_min(1e-12), torch.zeros_like(table))
-
-
 def text_knn_scorer(text_embeddings: np.ndarray, window: int = 3) -> ScoreFn:
     """Mean cosine similarity of every item's text to the texts of the last ``window`` history items.
 
@@ -58,7 +52,7 @@ def text_knn_scorer(text_embeddings: np.ndarray, window: int = 3) -> ScoreFn:
     """
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
-    table = unit_rows(text_embeddings)
+    table = unit_text(torch.as_tensor(np.asarray(text_embeddings, dtype=np.float32)))
 
     def score(histories: torch.Tensor) -> torch.Tensor:
         recent = torch.as_tensor(histories, dtype=torch.long)[:, -window:]

@@ -46,7 +46,7 @@ class PriorSettings:
 
 
 def unit_text(text: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit length; all-zero rows (padding) stay zero."""
+    """Rows scaled to unit length; all-zero rows (padding, items without text) stay zero."""
     text = text.float()
     norms = text.norm(dim=1, keepdim=True)
     return torch.where(norms > 0, text / norms.clamp_min(1e-12), torch.zeros_like(text))
