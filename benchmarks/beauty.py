@@ -343,14 +343,13 @@ def prior_overrides(bias: float, temperature: float) -> dict:
     return {"new_item_prior": "text", "new_item_bias": bias, "new_item_temperature": temperature}
 
 
-def choose_prior(model_dir: Path, data) -> tuple[dict | None, dict]:
-    """The text prior's setting for a trained model, chosen on the validation split (``WARM_TOLERANCE``),
-    and every setting's validation figures. None when no setting keeps the warm slice within tolerance."""
+def choose_prior(net, saved, items, data) -> tuple[dict | None, dict]:
+    """The text prior's setting for a trained network (with its saved config and item table), chosen on the
+    validation split (``WARM_TOLERANCE``), and every setting's validation figures. None when no setting
+    keeps the warm slice within tolerance."""
     from unisem.config import replace_in
     from unisem.evaluate.protocols import evaluate
-    from unisem.model import Recommender, load_network
-
-    net, saved, items = load_network(model_dir)
+    from unisem.model import Recommender
 
     def valid(model_cfg: dict) -> dict:
         cfg = replace_in(saved, model=model_cfg)
@@ -469,10 +468,10 @@ def main(argv=None) -> int:
             raise SystemExit("--new-item-prior needs a trained model and --cold-share")
         from unisem.model import Recommender, load_network
 
-        chosen, prior_extra = choose_prior(result.model_dir, data)
+        net, saved, items = load_network(result.model_dir)
+        chosen, prior_extra = choose_prior(net, saved, items, data)
         if chosen is None:
             raise SystemExit(f"no text prior setting keeps the warm slice within {WARM_TOLERANCE:.0%}: {prior_extra}")
-        net, saved, items = load_network(result.model_dir)
         with_prior = Recommender(net, replace_in(saved, model=chosen), tuple(items["item_ids"]), tuple(items["item_titles"]))
         # keyed by the procedure (the prior, its setting chosen on validation), so seeds that chose differently
         # still aggregate; the setting each chose is in the row
