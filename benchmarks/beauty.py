@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from unisem.config.schema import MODEL_VARIANTS as MODELS  # noqa: E402
+from unisem.config.schema import ModelConfig  # noqa: E402
 
 RESULTS = HERE / "results" / "beauty.json"
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
@@ -157,13 +158,14 @@ def render_summary(rows: list[dict]) -> str:
     return out
 
 
+# The efficiency table's reference: id-only (SASRec) at its default width.
+ID_ONLY_WIDTH = ModelConfig().id_only_dim
+
+
 def id_width(r: dict) -> int | None:
     """The ID part's width of a unified or id-only row whose only override sets it (None for any other row)."""
-    from unisem.config.schema import ModelConfig
-
     paper = dict(o.split("=") for o in PAPER)
-    defaults = {"unified": ("model.id_dim", int(paper["model.id_dim"])),
-                "id-only": ("model.id_only_dim", ModelConfig().id_only_dim)}
+    defaults = {"unified": ("model.id_dim", int(paper["model.id_dim"])), "id-only": ("model.id_only_dim", ID_ONLY_WIDTH)}
     if r["variant"] not in defaults or r["distance"] not in ("hybrid", "none"):
         return None
     key, width = defaults[r["variant"]]
@@ -188,7 +190,7 @@ def render_efficiency(rows: list[dict]) -> str:
     for key in sorted(groups):
         loss, device, _, variant, width = key
         mean = statistics.mean(g["metrics"]["NDCG@10"] for g in groups[key])
-        ref = groups.get((loss, device, ORDER["id-only"], "id-only", 64))
+        ref = groups.get((loss, device, ORDER["id-only"], "id-only", ID_ONLY_WIDTH))
         ratio = f"{mean / statistics.mean(g['metrics']['NDCG@10'] for g in ref):.3f}" if ref else "-"
         seeds = ",".join(str(g["seed"]) for g in sorted(groups[key], key=lambda g: g["seed"]))
         out += (f"| {loss} | {device} | {variant} | {width} | {groups[key][0]['embedding_params']:,} | {seeds} "
@@ -343,17 +345,23 @@ def prior_overrides(bias: float, temperature: float) -> dict:
     return {"new_item_prior": "text", "new_item_bias": bias, "new_item_temperature": temperature}
 
 
-def choose_prior(net, saved, items, data) -> tuple[dict | None, dict]:
-    """The text prior's setting for a trained network (with its saved config and item table), chosen on the
-    validation split (``WARM_TOLERANCE``), and every setting's validation figures. None when no setting
-    keeps the warm slice within tolerance."""
+def with_model_settings(model, settings: dict):
+    """The trained ``model`` (a Recommender) scoring under other ``model.*`` settings (no retraining)."""
     from unisem.config import replace_in
-    from unisem.evaluate.protocols import evaluate
     from unisem.model import Recommender
 
+    return Recommender(model.network, replace_in(model.config, model=settings), model.item_ids, model.item_titles)
+
+
+def choose_prior(model, data) -> tuple[dict | None, dict]:
+    """The text prior's setting for a trained ``model`` (a Recommender), chosen on the validation split
+    (``WARM_TOLERANCE``), and every setting's validation figures. None when no setting keeps the warm slice
+    within tolerance."""
+    from unisem.evaluate.protocols import evaluate
+
     def valid(model_cfg: dict) -> dict:
-        cfg = replace_in(saved, model=model_cfg)
-        rec = Recommender(net, cfg, tuple(items["item_ids"]), tuple(items["item_titles"]))
+        rec = with_model_settings(model, model_cfg)
+        cfg = rec.config
         r = evaluate(rec.scorer(), data, cfg.evaluation, split="valid", max_len=cfg.data.max_seq_len,
                      protocols=("full",), slices=True)
         return {"all": r.metric("full/NDCG@10"), "warm": r.slices["warm"]["full"]["NDCG@10"],
@@ -466,13 +474,10 @@ def main(argv=None) -> int:
     if args.new_item_prior:
         if baseline or not cold:
             raise SystemExit("--new-item-prior needs a trained model and --cold-share")
-        from unisem.model import Recommender, load_network
-
-        net, saved, items = load_network(result.model_dir)
-        chosen, prior_extra = choose_prior(net, saved, items, data)
+        chosen, prior_extra = choose_prior(model, data)
         if chosen is None:
             raise SystemExit(f"no text prior setting keeps the warm slice within {WARM_TOLERANCE:.0%}: {prior_extra}")
-        with_prior = Recommender(net, replace_in(saved, model=chosen), tuple(items["item_ids"]), tuple(items["item_titles"]))
+        with_prior = with_model_settings(model, chosen)
         # keyed by the procedure (the prior, its setting chosen on validation), so seeds that chose differently
         # still aggregate; the setting each chose is in the row
         scorings.append((with_prior.score, overrides_key([*args.overrides, "model.new_item_prior=text"]),

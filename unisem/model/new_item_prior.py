@@ -66,12 +66,18 @@ def warm_log_normaliser(states: torch.Tensor, table: torch.Tensor, warm: torch.T
     return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
 
 
+def warm_items(new: torch.Tensor) -> torch.Tensor:
+    """bool [N+1]: the items the model was trained to rank, i.e. neither ``new`` nor row 0 (padding)."""
+    warm = ~new
+    warm[0] = False
+    return warm
+
+
 def prior_table(table: torch.Tensor, text: torch.Tensor, new: torch.Tensor, settings: PriorSettings) -> torch.Tensor:
     """Extended item rows [N+1, d + 2 + T] (see the module docstring); ``text`` is unit rows [N+1, T] and
     ``new`` bool [N+1] marks the items without interactions. Row 0 (padding) is all zero."""
     n, d = table.shape
-    warm = ~new
-    warm[0] = False
+    warm = warm_items(new)
     out = table.new_zeros((n, d + 2 + text.shape[1]))
     out[warm, :d] = table[warm]
     out[warm, d] = 1.0

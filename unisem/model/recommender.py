@@ -84,9 +84,7 @@ class Recommender:
         if not self.prior_active:
             return states
         histories = torch.as_tensor(histories, dtype=torch.long, device=self.table.device)
-        warm = ~self.new
-        warm[0] = False
-        lse = prior.warm_log_normaliser(states, self.table, warm, chunk_items)
+        lse = prior.warm_log_normaliser(states, self.table, prior.warm_items(self.new), chunk_items)
         return prior.prior_states(states, lse, self.text[histories[:, -1]], self.prior)
 
     @torch.no_grad()
